@@ -1,0 +1,289 @@
+//! [`Guard`], a held lock, and [`Lease`], the read-only view of it that `with_lock` hands to the
+//! user's code: fencing token, validity and the lost-lock signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::key::{LockKey, Token};
+use crate::master::Master;
+use crate::validity::{drift, validity};
+
+/// The state shared by a guard and its leases.
+#[derive(Debug)]
+struct LeaseState {
+    resource: String,
+    fence: u64,
+    /// The instant until which the lock is valid; `None` once it is released or lost.
+    /// Only moves forward while held.
+    deadline: watch::Sender<Option<Instant>>,
+}
+
+/// A read-only view of a held lock: its fencing token, how long it stays valid and a signal for
+/// when it is lost. Cheap to clone and `'static`, so it can go into the tasks that do the work.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    state: Arc<LeaseState>,
+}
+
+impl Lease {
+    fn new(resource: String, fence: u64, deadline: Instant) -> Lease {
+        let (tx, _) = watch::channel(Some(deadline));
+        Lease {
+            state: Arc::new(LeaseState {
+                resource,
+                fence,
+                deadline: tx,
+            }),
+        }
+    }
+
+    /// The resource this lock is for.
+    pub fn resource(&self) -> &str {
+        &self.state.resource
+    }
+
+    /// The fencing token of this acquisition: strictly greater than the token of every earlier
+    /// acquisition of the same resource. Pass it to the storage you protect and have it reject
+    /// writes that carry a smaller token than one it has seen.
+    pub fn fence(&self) -> u64 {
+        self.state.fence
+    }
+
+    /// How long the lock can still be relied on (zero once it is lost or released). This is a
+    /// local estimate that already allows for the request time and clock drift.
+    pub fn validity(&self) -> Duration {
+        match *self.state.deadline.borrow() {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Whether the lock is lost or released (or its validity has run out).
+    pub fn is_lost(&self) -> bool {
+        self.validity().is_zero()
+    }
+
+    /// Resolves when the lock can no longer be guaranteed: an extension was refused, the
+    /// validity ran out without a successful extension, or the lock was released.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only watches; dropping it changes nothing.
+    pub async fn lost(&self) {
+        let mut rx = self.state.deadline.subscribe();
+        loop {
+            let Some(deadline) = *rx.borrow_and_update() else {
+                return;
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    // Ran out unless an extension moved the deadline in the meantime.
+                    if *rx.borrow() == Some(deadline) {
+                        self.mark_lost();
+                        return;
+                    }
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn mark_lost(&self) {
+        self.state.deadline.send_replace(None);
+    }
+
+    /// Moves the deadline to `deadline` unless the lock is already lost. Returns false if lost.
+    fn renew(&self, deadline: Instant) -> bool {
+        self.state.deadline.send_if_modified(|d| match d {
+            Some(old) if *old > Instant::now() => {
+                *old = deadline.max(*old);
+                true
+            }
+            _ => false,
+        })
+    }
+}
+
+/// A held lock. Dropping it without [`release`](Guard::release) releases it in the background
+/// when a tokio runtime is running; without one, the key expires at the end of its ttl, which is
+/// always the backstop.
+///
+/// ```no_run
+/// # async fn demo(lock: redlock_single::Lock) -> redlock_single::Result<()> {
+/// let guard = lock.acquire("invoices/42").await?;
+/// println!("fence {} valid for {:?}", guard.fence(), guard.validity());
+/// guard.extend(std::time::Duration::from_secs(10)).await?;
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping the guard releases the lock"]
+#[derive(Debug)]
+pub struct Guard<M: Master = crate::Node> {
+    lease: Lease,
+    master: Arc<M>,
+    key: LockKey,
+    token: Token,
+    drift_factor: f64,
+    /// Cleared by `release`, so that drop does nothing more.
+    armed: bool,
+}
+
+impl<M: Master> Guard<M> {
+    pub(crate) fn new(
+        master: Arc<M>,
+        resource: String,
+        key: LockKey,
+        token: Token,
+        fence: u64,
+        deadline: Instant,
+        drift_factor: f64,
+    ) -> Guard<M> {
+        Guard {
+            lease: Lease::new(resource, fence, deadline),
+            master,
+            key,
+            token,
+            drift_factor,
+            armed: true,
+        }
+    }
+
+    /// The resource this lock is for.
+    pub fn resource(&self) -> &str {
+        self.lease.resource()
+    }
+
+    /// The fencing token; see [`Lease::fence`].
+    pub fn fence(&self) -> u64 {
+        self.lease.fence()
+    }
+
+    /// How long the lock can still be relied on; see [`Lease::validity`].
+    pub fn validity(&self) -> Duration {
+        self.lease.validity()
+    }
+
+    /// Whether the lock is lost, released or past its validity.
+    pub fn is_lost(&self) -> bool {
+        self.lease.is_lost()
+    }
+
+    /// Resolves when the lock can no longer be guaranteed; see [`Lease::lost`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub async fn lost(&self) {
+        self.lease.lost().await;
+    }
+
+    /// A read-only view of this lock that can be cloned and moved into other tasks.
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+
+    /// The keys this lock uses on the master.
+    pub fn key(&self) -> &LockKey {
+        &self.key
+    }
+
+    /// Asks the master how long the key has left. `Ok(None)` when the key no longer holds this
+    /// lock's token (it expired, or was deleted behind our back).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
+    pub async fn remaining(&self) -> Result<Option<Duration>> {
+        let seen = self.master.inspect(&self.key).await?;
+        Ok(match seen.holder {
+            Some(h) if h.is(&self.token) => seen.ttl,
+            _ => None,
+        })
+    }
+
+    /// Sets the lock's expiry to `ttl` from now, if it is still held, and moves the validity.
+    ///
+    /// Fails with [`Error::Lost`] (and marks the lock lost) when the key no longer holds our
+    /// token or the validity had already run out; with a master error otherwise, in which case
+    /// the lock stays valid until its current deadline.
+    ///
+    /// # Cancel safety
+    ///
+    /// The request may still reach the master after the future is dropped; the validity is only
+    /// moved by a completed call, so dropping it never overstates the validity.
+    pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        if ttl.is_zero() {
+            return Err(Error::Config("extend: the ttl must be above zero".into()));
+        }
+        if self.is_lost() {
+            return Err(self.lost_error());
+        }
+        let start = Instant::now();
+        if !self.master.extend(&self.key, &self.token, ttl).await? {
+            self.lease.mark_lost();
+            return Err(self.lost_error());
+        }
+        let left = validity(ttl, start.elapsed(), drift(ttl, self.drift_factor));
+        match left {
+            Some(left) if self.lease.renew(start + left) => Ok(()),
+            // Granted too late to rely on, or lost while the request was in flight.
+            _ => Err(self.lost_error()),
+        }
+    }
+
+    /// Releases the lock: deletes the key if it still holds our token.
+    ///
+    /// Fails with [`Error::Lost`] if the key no longer held our token (the lock had expired or
+    /// was taken away), and with a master error if the master could not be reached; the key then
+    /// expires at the end of its ttl.
+    ///
+    /// # Cancel safety
+    ///
+    /// The lock counts as released as soon as this is called; if the future is dropped before
+    /// the master answered, the request may still reach it, and otherwise the ttl ends the lock.
+    pub async fn release(mut self) -> Result<()> {
+        self.armed = false;
+        self.lease.mark_lost();
+        if self.master.release(&self.key, &self.token).await? {
+            Ok(())
+        } else {
+            Err(self.lost_error())
+        }
+    }
+
+    fn lost_error(&self) -> Error {
+        Error::Lost {
+            resource: self.resource().to_owned(),
+        }
+    }
+}
+
+impl<M: Master> Drop for Guard<M> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.lease.mark_lost();
+        spawn_release(self.master.clone(), self.key.clone(), self.token.clone());
+    }
+}
+
+/// Releases a lock in the background, if a tokio runtime is running; the ttl is the backstop.
+pub(crate) fn spawn_release<M: Master>(master: Arc<M>, key: LockKey, token: Token) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            if let Err(e) = master.release(&key, &token).await {
+                tracing::debug!(master = master.addr(), key = key.key(), error = %e,
+                    "background release failed; the key expires at the end of its ttl");
+            }
+        });
+    }
+}

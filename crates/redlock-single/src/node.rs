@@ -1,0 +1,322 @@
+//! [`Node`]: one master reached through one multiplexed fred client, running the protocol's
+//! scripts by EVALSHA and reloading them when the master answers NOSCRIPT (after a restart).
+
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, LuaInterface};
+use fred::prelude::{Builder, Config, Options, ReconnectPolicy, ServerConfig};
+use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand};
+use fred::types::{FromValue, Value};
+
+use crate::error::{Error, Result};
+use crate::key::{Holder, LockKey, Token};
+use crate::master::{Inspection, Master};
+use crate::scripts;
+
+/// The scripts, hashed once per process.
+struct Scripts {
+    acquire: Script,
+    raise: Script,
+    extend: Script,
+    release: Script,
+    inspect: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    acquire: Script::from_lua(scripts::ACQUIRE),
+    raise: Script::from_lua(scripts::RAISE),
+    extend: Script::from_lua(scripts::EXTEND),
+    release: Script::from_lua(scripts::RELEASE),
+    inspect: Script::from_lua(scripts::INSPECT),
+});
+
+/// How often a lost connection is retried, in milliseconds. Commands made while it is down
+/// fail at once (`fail_fast`) rather than queue behind the reconnection.
+const RECONNECT_DELAY_MS: u32 = 100;
+
+/// One Redis (or Valkey) master, reached through one fred client.
+///
+/// All requests share the client's one connection, so the master runs them in the order they
+/// were made. Every request is bounded by the per-request timeout and fails at once while the
+/// connection is down; the client reconnects in the background.
+///
+/// ```no_run
+/// # async fn demo() -> redlock_single::Result<()> {
+/// use std::time::Duration;
+/// use redlock_single::Node;
+/// let node = Node::connect("redis://127.0.0.1:6379", Duration::from_millis(50)).await?;
+/// assert_eq!(node.addr(), "127.0.0.1:6379");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Node {
+    client: Client,
+    addr: String,
+    timeout: Duration,
+    options: Options,
+}
+
+impl Node {
+    /// Connects to the master at `url` (`redis://[user:password@]host:port[/db]`, or `rediss://`
+    /// when fred's TLS features are enabled) with `timeout` for each request, and loads the scripts.
+    ///
+    /// Fails with [`Error::Config`] on a URL that does not name one server and with
+    /// [`Error::Unreachable`] or [`Error::Timeout`] when the master does not answer within
+    /// `connect_timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the half-made client and its connection task.
+    pub async fn connect(url: &str, timeout: Duration, connect_timeout: Duration) -> Result<Node> {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(Error::Config(format!(
+                "bad master URL {url:?}: it must start with redis:// or rediss://"
+            )));
+        }
+        let config = Config::from_url(url)
+            .map_err(|e| Error::Config(format!("bad master URL {url:?}: {}", e.details())))?;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = connect_timeout;
+                c.internal_command_timeout = connect_timeout;
+                c.max_command_attempts = 1;
+            })
+            .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS));
+        let client = builder
+            .build()
+            .map_err(|e| Error::Config(format!("bad master URL {url:?}: {}", e.details())))?;
+        Node::from_client(client, timeout, connect_timeout).await
+    }
+
+    /// Uses an existing fred client to a single server (not a cluster or a sentinel set),
+    /// connecting it first if it is not connected yet, and loads the scripts.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the client as it is.
+    pub async fn from_client(
+        client: Client,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Node> {
+        let addr = match &client.client_config().server {
+            ServerConfig::Centralized { server } => format!("{}:{}", server.host, server.port),
+            other => {
+                return Err(Error::Config(format!(
+                    "a master must be one server, not {other:?}: list each master separately"
+                )));
+            }
+        };
+        let node = Node {
+            // The per-request timeout is applied around each call (see `eval`), not by fred.
+            options: Options {
+                fail_fast: true,
+                max_attempts: Some(1),
+                ..Options::default()
+            },
+            client,
+            addr,
+            timeout,
+        };
+        let ready = async {
+            if !node.client.is_connected() {
+                node.client.init().await.map_err(|e| node.error("", e))?;
+            }
+            node.load_scripts().await
+        };
+        match tokio::time::timeout(connect_timeout, ready).await {
+            Ok(result) => result.map(|()| node),
+            Err(_) => Err(Error::Timeout {
+                addr: node.addr.clone(),
+                timeout: connect_timeout,
+            }),
+        }
+    }
+
+    /// The fred client, for anything this crate does not do.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn load_scripts(&self) -> Result<()> {
+        let s = &*SCRIPTS;
+        for script in [&s.acquire, &s.raise, &s.extend, &s.release, &s.inspect] {
+            self.load(script).await?;
+        }
+        Ok(())
+    }
+
+    async fn load(&self, script: &Script) -> Result<()> {
+        let lua = script.lua().cloned().unwrap_or_default();
+        let client = self.client.with_options(&self.options);
+        let load = client.script_load::<Value, _>(lua);
+        self.bounded("", load).await.map(drop)
+    }
+
+    /// Runs `script` by its hash, loading it once and trying again if the master has lost it.
+    ///
+    /// EVALSHA goes through fred's `custom` interface: fred sends its own `evalsha` unpipelined,
+    /// which holds every later command to this master until the reply is in, and its timeout
+    /// does not fire while the master is paused. A custom command is pipelined like any other,
+    /// still written in the order it was made.
+    async fn eval<R: FromValue>(
+        &self,
+        script: &Script,
+        key: &LockKey,
+        with_fence: bool,
+        args: &[Value],
+    ) -> Result<R> {
+        let first = self.evalsha(script, key, with_fence, args).await;
+        match first {
+            Err(Retry::NoScript) => {
+                self.load(script).await?;
+                match self.evalsha(script, key, with_fence, args).await {
+                    Err(Retry::NoScript) => Err(Error::Redis {
+                        addr: self.addr.clone(),
+                        source: fred::error::Error::new(
+                            fred::error::ErrorKind::Unknown,
+                            "NOSCRIPT after SCRIPT LOAD",
+                        ),
+                    }),
+                    Err(Retry::Failed(e)) => Err(e),
+                    Ok(r) => Ok(r),
+                }
+            }
+            Err(Retry::Failed(e)) => Err(e),
+            Ok(r) => Ok(r),
+        }
+    }
+
+    async fn evalsha<R: FromValue>(
+        &self,
+        script: &Script,
+        key: &LockKey,
+        with_fence: bool,
+        args: &[Value],
+    ) -> Result<R, Retry> {
+        let mut all = Vec::with_capacity(4 + args.len());
+        all.push(Value::from(script.sha1().clone()));
+        if with_fence {
+            all.extend([2.into(), key.key().into(), key.fence_key().into()]);
+        } else {
+            all.extend([1.into(), key.key().into()]);
+        }
+        all.extend_from_slice(args);
+        let cmd = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+        let client = self.client.with_options(&self.options);
+        let call = client.custom::<R, Value>(cmd, all);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Err(e)) if e.details().starts_with("NOSCRIPT") => Err(Retry::NoScript),
+            Ok(r) => r.map_err(|e| Retry::Failed(self.error(key.key(), e))),
+            Err(_) => Err(Retry::Failed(self.timed_out())),
+        }
+    }
+
+    /// Bounds a request by the per-request timeout.
+    async fn bounded<T>(
+        &self,
+        key: &str,
+        request: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(r) => r.map_err(|e| self.error(key, e)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    fn timed_out(&self) -> Error {
+        Error::Timeout {
+            addr: self.addr.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    fn error(&self, key: &str, e: fred::error::Error) -> Error {
+        Error::from_fred(&self.addr, key, self.timeout, e)
+    }
+}
+
+/// Why an EVALSHA did not return a result.
+enum Retry {
+    /// The master does not know the script (it restarted): load it and try again.
+    NoScript,
+    Failed(Error),
+}
+
+/// Milliseconds for PX/PEXPIRE: never 0, which Redis refuses.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+impl Master for Node {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    async fn acquire(
+        &self,
+        key: &LockKey,
+        token: &Token,
+        ttl: Duration,
+        meta: &str,
+    ) -> Result<Option<u64>> {
+        let args = vec![
+            Value::from(token.value_with(meta)),
+            Value::Integer(millis(ttl)),
+        ];
+        let fence: Option<i64> = self.eval(&SCRIPTS.acquire, key, true, &args).await?;
+        Ok(fence.map(|f| u64::try_from(f).unwrap_or(0)))
+    }
+
+    async fn raise(&self, key: &LockKey, token: &Token, fence: u64) -> Result<bool> {
+        let fence = i64::try_from(fence).unwrap_or(i64::MAX);
+        let args = vec![Value::from(token.as_str()), Value::Integer(fence)];
+        let done: i64 = self.eval(&SCRIPTS.raise, key, true, &args).await?;
+        Ok(done == 1)
+    }
+
+    async fn extend(&self, key: &LockKey, token: &Token, ttl: Duration) -> Result<bool> {
+        let args = vec![Value::from(token.as_str()), Value::Integer(millis(ttl))];
+        let done: i64 = self.eval(&SCRIPTS.extend, key, false, &args).await?;
+        Ok(done == 1)
+    }
+
+    async fn release(&self, key: &LockKey, token: &Token) -> Result<bool> {
+        let args = vec![Value::from(token.as_str())];
+        let done: i64 = self.eval(&SCRIPTS.release, key, false, &args).await?;
+        Ok(done == 1)
+    }
+
+    async fn inspect(&self, key: &LockKey) -> Result<Inspection> {
+        let reply: Vec<Value> = self.eval(&SCRIPTS.inspect, key, true, &[]).await?;
+        let bad = |what: &str| Error::Redis {
+            addr: self.addr.clone(),
+            source: fred::error::Error::new(
+                fred::error::ErrorKind::Parse,
+                format!("unexpected inspect reply: {what}"),
+            ),
+        };
+        let [value, pttl, fence]: [Value; 3] = reply.try_into().map_err(|_| bad("length"))?;
+        let holder = value.as_string().map(|v| Holder::parse(&v));
+        let ttl = pttl
+            .as_i64()
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis);
+        let fence = if fence.is_null() {
+            0
+        } else {
+            fence.as_u64().ok_or_else(|| bad("fence"))?
+        };
+        Ok(Inspection { holder, ttl, fence })
+    }
+}

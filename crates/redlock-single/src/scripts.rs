@@ -1,0 +1,75 @@
+//! The five Lua scripts of the per-master protocol. Each runs atomically on its master.
+//!
+//! `KEYS[1]` is the lock key, `KEYS[2]` the fencing counter. A value under the lock key is the
+//! holder's token, optionally followed by a space and metadata; "holds `token`" means the value
+//! is the token or starts with the token and a space.
+//!
+//! The scripts check the types of both keys before writing anything: Redis does not roll a
+//! script back when a command in it fails, so a `SET` followed by an `INCR` on a list would
+//! leave a lock behind and report an error.
+
+/// A check shared by the scripts that act only for the holder.
+macro_rules! holds {
+    () => {
+        "local function holds(v, t)
+  return v and string.sub(v, 1, #t) == t and (#v == #t or string.byte(v, #t + 1) == 32)
+end
+"
+    };
+}
+
+/// acquire(key, fence; value, ttl_ms) → the new counter, or nil when held.
+pub const ACQUIRE: &str = r#"
+local c = redis.call('GET', KEYS[2])
+if c and not string.match(c, '^%d+$') then
+  return redis.error_reply('WRONGTYPE fencing counter is not a non-negative integer')
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then
+  return redis.error_reply('WRONGTYPE lock key holds a value that is not a lock')
+end
+return false
+"#;
+
+/// raise(key, fence; token, t) → 1 after setting the counter to max(counter, t), 0 if not held.
+pub const RAISE: &str = concat!(
+    holds!(),
+    r#"
+if not holds(redis.call('GET', KEYS[1]), ARGV[1]) then return 0 end
+local c = redis.call('GET', KEYS[2])
+if c and not string.match(c, '^%d+$') then
+  return redis.error_reply('WRONGTYPE fencing counter is not a non-negative integer')
+end
+if not c or tonumber(c) < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return 1
+"#
+);
+
+/// extend(key; token, ttl_ms) → 1 after moving the expiry, 0 if not held.
+pub const EXTEND: &str = concat!(
+    holds!(),
+    r#"
+if not holds(redis.call('GET', KEYS[1]), ARGV[1]) then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"#
+);
+
+/// release(key; token) → 1 after deleting the key, 0 if not held.
+pub const RELEASE: &str = concat!(
+    holds!(),
+    r#"
+if not holds(redis.call('GET', KEYS[1]), ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"#
+);
+
+/// inspect(key, fence) → [value or nil, pttl in ms (-2 when absent), counter or nil].
+pub const INSPECT: &str = r#"
+return { redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) }
+"#;

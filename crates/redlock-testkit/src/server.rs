@@ -1,0 +1,316 @@
+//! [`RedisServer`]: one real `redis-server` child process on a free loopback port, with faults.
+
+use std::fs;
+use std::io::{self, Read};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::clock::Clock;
+use crate::resp::{self, Reply};
+
+/// How long a server may take to answer PING after it was started.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many fresh ports to try when another process takes the chosen one first.
+const PORT_ATTEMPTS: usize = 5;
+
+/// What a server keeps across a restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing: no snapshots (`--save ""`, passed explicitly because without a config file
+    /// Redis 7 snapshots on SIGTERM) and no AOF. A restart comes back empty.
+    #[default]
+    None,
+    /// AOF with `appendfsync always`: every write is on disk before it is acknowledged, so a
+    /// restart, even after SIGKILL, comes back with every key and counter.
+    AofAlways,
+}
+
+/// How to start a server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerOptions {
+    /// What survives a restart.
+    pub persistence: Persistence,
+    /// Run the server under the clock shim, so that [`RedisServer::clock`] can speed its wall
+    /// clock up, slow it down or make it jump.
+    pub fake_clock: bool,
+}
+
+/// A `redis-server` child process on `127.0.0.1`, in a temporary directory of its own, killed
+/// (and its directory removed) on drop.
+///
+/// The process is spawned directly, not through a shell, so that signals reach Redis itself.
+///
+/// Two behaviours that tests must allow for:
+/// - a command sent to a paused server runs when it resumes, with any ttl counted from then: a
+///   client that timed out on a paused master can leave a lock behind, so its release must
+///   still be sent, and it runs after the acquire on the same connection;
+/// - keys keep expiring by the wall clock while a server is paused: a lock whose ttl ran out
+///   during the pause is gone when the server resumes.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    options: ServerOptions,
+    paused: bool,
+    clock: Option<Clock>,
+    // Dropped last: the directory outlives the process.
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server with the default options (no persistence, real clock).
+    pub fn start() -> io::Result<RedisServer> {
+        RedisServer::start_with(ServerOptions::default())
+    }
+
+    /// Starts a server with `options` on a free port and waits until it answers PING.
+    pub fn start_with(options: ServerOptions) -> io::Result<RedisServer> {
+        let dir = tempfile::Builder::new()
+            .prefix("redlock-redis-")
+            .tempdir()?;
+        let clock = if options.fake_clock {
+            Some(Clock::new(dir.path().join("clock"))?)
+        } else {
+            None
+        };
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            match spawn_and_wait(port, options, dir.path(), clock.as_ref()) {
+                Ok(child) => {
+                    return Ok(RedisServer {
+                        child: Some(child),
+                        port,
+                        options,
+                        paused: false,
+                        clock,
+                        dir,
+                    });
+                }
+                // Another process took the port between our probe and Redis's bind.
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free port")))
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's working directory (AOF files, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is running (paused counts as running).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The fake clock, if the server was started with `fake_clock`.
+    pub fn clock(&self) -> Option<&Clock> {
+        self.clock.as_ref()
+    }
+
+    /// Stops the process with SIGSTOP: connections stay open, nothing is answered, and keys
+    /// keep expiring by the wall clock.
+    pub fn pause(&mut self) -> io::Result<()> {
+        self.signal(Signal::SIGSTOP)?;
+        self.paused = true;
+        Ok(())
+    }
+
+    /// Continues a paused process with SIGCONT; what was sent meanwhile runs now, in order.
+    pub fn resume(&mut self) -> io::Result<()> {
+        self.signal(Signal::SIGCONT)?;
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL (no chance to save anything) and reaps it.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            // SIGKILL ends a stopped process too.
+            child.kill()?;
+            child.wait()?;
+        }
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Kills the process if it runs, then starts it again on the same port with the same options.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.restart_with(self.options.persistence)
+    }
+
+    /// Kills the process if it runs, then starts it again on the same port with `persistence`.
+    /// Data persisted by the previous run (an AOF) is loaded only if `persistence` reads it.
+    pub fn restart_with(&mut self, persistence: Persistence) -> io::Result<()> {
+        self.kill()?;
+        self.options.persistence = persistence;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match spawn_and_wait(
+                self.port,
+                self.options,
+                self.dir.path(),
+                self.clock.as_ref(),
+            ) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                // The old socket may linger a moment after SIGKILL.
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends one command on a fresh connection and returns the reply; for tests that set up
+    /// or check keys without going through the library under test.
+    pub fn cmd(&self, args: &[&str]) -> io::Result<Reply> {
+        resp::command(self.port, args)
+    }
+
+    fn signal(&self, signal: Signal) -> io::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the server is not running"))?;
+        let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
+        kill(Pid::from_raw(pid), signal).map_err(io::Error::from)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Starts `redis-server` on `port` in `dir` and waits until it answers PING.
+fn spawn_and_wait(
+    port: u16,
+    options: ServerOptions,
+    dir: &Path,
+    clock: Option<&Clock>,
+) -> io::Result<Child> {
+    let binary = crate::redis_server_binary()?;
+    let log = dir.join("redis.log");
+    let mut cmd = Command::new(&binary);
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ])
+        .args(["--save", ""])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match options.persistence {
+        Persistence::None => cmd.args(["--appendonly", "no"]),
+        Persistence::AofAlways => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
+    };
+    if let Some(clock) = clock {
+        cmd.env("LD_PRELOAD", crate::clock::shim_path())
+            .env("REDLOCK_CLOCK_FILE", clock.path());
+    }
+    // Start each run with a fresh log, so that errors read from it are this run's.
+    let _ = fs::remove_file(&log);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", binary.display())))?;
+    match wait_ready(&mut child, port, &log) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// A port that was free a moment ago: bound and released by the kernel's choice.
+fn free_port() -> io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits until the server on `port` answers PING, the process exits, or the time is up.
+fn wait_ready(child: &mut Child, port: u16, log: &Path) -> io::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            let kind = if text.contains("Address already in use") {
+                io::ErrorKind::AddrInUse
+            } else {
+                io::ErrorKind::Other
+            };
+            let tail: String = text.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            return Err(io::Error::new(
+                kind,
+                format!("redis-server on port {port} exited with {status}: {tail}"),
+            ));
+        }
+        if ping(port) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("redis-server on port {port} did not answer PING within {READY_TIMEOUT:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Whether the server answers PING with PONG (not LOADING, not refused).
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if io::Write::write_all(&mut stream, b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}

@@ -1,0 +1,194 @@
+//! `cargo xtask`: the project's make (the cargo-xtask pattern). Standard library only, so that
+//! it builds in seconds.
+//!
+//! - `ci`: installs `redis-server` if needed, then fmt check, clippy with warnings denied, all
+//!   tests against real servers, doc tests, and the docs built with warnings denied.
+//! - `demo`: local masters and workers contending for one lock.
+//! - `bench`: the criterion benches, then one table of ratios against the raw-fred baseline.
+//! - `redis N`: N local masters for manual work, until Ctrl-C.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod bench;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+const USAGE: &str = "usage: cargo xtask <ci | demo | bench | redis [N]>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("demo") => demo(),
+        Some("bench") => bench::run(&args[1..]),
+        Some("redis") => redis(args.get(1).map(String::as_str)),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("xtask: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs `cmd`, echoing it first; fails with its exit status.
+fn run(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("$ {shown}");
+    let status = cmd.status().map_err(|e| format!("{shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown}: {status}"))
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .iter()
+        .flat_map(env::split_paths)
+        .any(|dir| dir.join(program).is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Makes sure `redis-server` can be run: `$REDIS_SERVER`, or on PATH, or installed with
+/// apt-get when we are root on a Debian-like system.
+fn ensure_redis() -> Result {
+    if let Some(path) = env::var_os("REDIS_SERVER") {
+        return if Path::new(&path).is_file() {
+            Ok(())
+        } else {
+            Err(format!(
+                "REDIS_SERVER={} is not a file",
+                Path::new(&path).display()
+            ))
+        };
+    }
+    if on_path("redis-server") {
+        return Ok(());
+    }
+    if !(is_root() && on_path("apt-get")) {
+        return Err(
+            "redis-server is missing: install the Debian package `redis-server` \
+                    (sudo apt-get install redis-server) or set REDIS_SERVER to its path"
+                .to_owned(),
+        );
+    }
+    eprintln!("xtask: redis-server is missing; installing the Debian package redis-server");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "redis-server",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if on_path("redis-server") {
+        Ok(())
+    } else {
+        Err("apt-get installed redis-server but it is not on PATH".to_owned())
+    }
+}
+
+fn ci() -> Result {
+    ensure_redis()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if nextest {
+        run(cargo().args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ]))?;
+    } else {
+        eprintln!("xtask: cargo-nextest not found; running the tests with cargo test");
+        run(cargo().args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--lib",
+            "--bins",
+            "--tests",
+        ]))?;
+    }
+    run(cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    eprintln!("xtask: ci passed");
+    Ok(())
+}
+
+fn demo() -> Result {
+    ensure_redis()?;
+    run(cargo().args([
+        "run",
+        "--quiet",
+        "--locked",
+        "-p",
+        "redlock-single",
+        "--example",
+        "demo",
+    ]))
+}
+
+fn redis(n: Option<&str>) -> Result {
+    let n = n.unwrap_or("3");
+    match n.parse::<usize>() {
+        Ok(k) if (1..=64).contains(&k) => {}
+        _ => return Err(format!("redis: N must be a number from 1 to 64, not {n:?}")),
+    }
+    ensure_redis()?;
+    run(cargo().args([
+        "run",
+        "--quiet",
+        "--locked",
+        "-p",
+        "redlock-testkit",
+        "--bin",
+        "redlock-masters",
+        "--",
+        n,
+    ]))
+}
