@@ -1,5 +1,63 @@
-//! `cargo xtask bench`: runs the criterion benches and prints one table of ratios.
-use crate::Result;
-pub(crate) fn run(_args: &[String]) -> Result {
-    Err("bench: not yet".into())
+//! `cargo xtask bench`: runs the criterion benches, then prints one table: each measurement's
+//! median against the raw-fred baseline measured in the same run, as a ratio.
+
+use std::fs;
+use std::path::Path;
+
+use crate::{Result, cargo, ensure_redis, root};
+
+/// (criterion group, target ratio of our median to the baseline's).
+const PAIRS: &[(&str, f64)] = &[("single_acquire_release", 1.15)];
+
+pub(crate) fn run(args: &[String]) -> Result {
+    ensure_redis()?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "--locked", "-p", "redlock-benches", "--"]);
+    cmd.args(args);
+    crate::run(&mut cmd)?;
+    report()
+}
+
+/// Reads the paired medians the benches wrote and prints the table.
+fn report() -> Result {
+    let dir = root().join("target").join("criterion");
+    println!();
+    println!(
+        "{:<28} {:>14} {:>14} {:>8} {:>8} {:>10}",
+        "benchmark", "ours (median)", "raw fred", "ratio", "target", "iterations"
+    );
+    let mut missed = Vec::new();
+    for &(group, target) in PAIRS {
+        let Some((ours, base, n)) = paired(&dir, group) else {
+            println!("{group:<28} (not measured in this run)");
+            continue;
+        };
+        let ratio = ours / base;
+        println!(
+            "{group:<28} {:>11.1} µs {:>11.1} µs {ratio:>8.3} {:>7}{target:.2} {n:>10}",
+            ours / 1000.0,
+            base / 1000.0,
+            "≤"
+        );
+        if ratio > target {
+            missed.push(format!("{group}: {ratio:.3} > {target:.2}"));
+        }
+    }
+    println!(
+        "medians of every iteration, the two sides alternating in the same run (see benches/)"
+    );
+    if !missed.is_empty() {
+        println!("above target: {}", missed.join("; "));
+    }
+    Ok(())
+}
+
+/// (median ours ns, median baseline ns, iterations) from `<group>/paired.txt`.
+fn paired(dir: &Path, group: &str) -> Option<(f64, f64, u64)> {
+    let text = fs::read_to_string(dir.join(group).join("paired.txt")).ok()?;
+    let mut it = text.split_whitespace();
+    let ours = it.next()?.parse().ok()?;
+    let base = it.next()?.parse().ok()?;
+    let n = it.next()?.parse().ok()?;
+    Some((ours, base, n))
 }

@@ -1,0 +1,145 @@
+//! Shared pieces of the benchmarks: the raw-fred baseline that every figure is a ratio against.
+//!
+//! The baseline is the floor for one lock on one master with nothing but fred: `SET key token
+//! NX PX ttl`, then the Lua check-and-delete by EVALSHA. It sends EVALSHA the way our `Node`
+//! does (fred's custom command, pipelined), so that the ratio measures what the library adds,
+//! not a difference in how fred sends scripts.
+
+use std::time::Duration;
+
+use redlock_single::fred::clients::Client;
+use redlock_single::fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
+use redlock_single::fred::prelude::{Config, Expiration, SetOptions};
+use redlock_single::fred::types::{ClusterHash, CustomCommand, Value};
+
+/// The release script of the baseline: the classic check-and-delete.
+pub const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// A raw fred client with the release script loaded.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    client: Client,
+    release_sha: String,
+}
+
+impl Baseline {
+    /// Connects to `url` and loads the release script.
+    pub async fn connect(url: &str) -> Result<Baseline, Box<dyn std::error::Error>> {
+        let client = Client::new(Config::from_url(url)?, None, None, None);
+        client.init().await?;
+        let release_sha: String = client.script_load(RELEASE).await?;
+        Ok(Baseline {
+            client,
+            release_sha,
+        })
+    }
+
+    /// One acquisition: `SET key token NX PX ttl`; true if it was free.
+    pub async fn acquire(&self, key: &str, token: &str, ttl: Duration) -> bool {
+        let px = Expiration::PX(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let reply: Option<String> = self
+            .client
+            .set(key, token, Some(px), Some(SetOptions::NX), false)
+            .await
+            .unwrap_or(None);
+        reply.is_some()
+    }
+
+    /// One release by the Lua check-and-delete; true if the key held `token`.
+    pub async fn release(&self, key: &str, token: &str) -> bool {
+        let cmd = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+        let args: Vec<Value> = vec![
+            self.release_sha.as_str().into(),
+            1.into(),
+            key.into(),
+            token.into(),
+        ];
+        let deleted: i64 = self.client.custom(cmd, args).await.unwrap_or(0);
+        deleted == 1
+    }
+}
+
+/// Which side of a paired measurement a criterion function reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The raw-fred baseline.
+    Baseline,
+    /// The library under test.
+    Ours,
+}
+
+/// The per-iteration times of both sides of a pair, from runs where they alternate.
+#[derive(Debug, Default)]
+pub struct Pairs {
+    times: std::cell::RefCell<[Vec<Duration>; 2]>,
+}
+
+impl Pairs {
+    /// Runs `iters` iterations of `baseline` and of `ours`, alternating (which one goes first
+    /// alternates too), records every iteration's time, and returns the total time of `side`.
+    /// Both criterion functions of a pair report from runs made under the same conditions.
+    pub async fn run<B, BF, O, OF>(&self, iters: u64, side: Side, baseline: B, ours: O) -> Duration
+    where
+        B: Fn() -> BF,
+        BF: std::future::Future<Output = ()>,
+        O: Fn() -> OF,
+        OF: std::future::Future<Output = ()>,
+    {
+        let mut spent = [Duration::ZERO; 2];
+        let mut times = [Vec::new(), Vec::new()];
+        for i in 0..iters {
+            for turn in 0..2 {
+                let run_ours = (i + turn) % 2 == 1;
+                let start = std::time::Instant::now();
+                if run_ours {
+                    ours().await;
+                } else {
+                    baseline().await;
+                }
+                let took = start.elapsed();
+                spent[usize::from(run_ours)] += took;
+                times[usize::from(run_ours)].push(took);
+            }
+        }
+        let mut all = self.times.borrow_mut();
+        for (all, new) in all.iter_mut().zip(times) {
+            all.extend(new);
+        }
+        match side {
+            Side::Baseline => spent[0],
+            Side::Ours => spent[1],
+        }
+    }
+
+    /// Writes `median_ours_ns median_baseline_ns iterations` to `paired.txt` in criterion's
+    /// folder for `group`, for `cargo xtask bench` to report. The ratio of these medians
+    /// compares iterations that ran side by side.
+    pub fn save(&self, group: &str) -> std::io::Result<()> {
+        let mut times = self.times.borrow_mut();
+        let [base, ours] = &mut *times;
+        let median = |v: &mut Vec<Duration>| {
+            v.sort_unstable();
+            v.get(v.len() / 2).copied().unwrap_or_default().as_nanos()
+        };
+        let n = base.len().min(ours.len());
+        let line = format!("{} {} {n}\n", median(ours), median(base));
+        let dir = criterion_dir().join(group);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("paired.txt"), line)
+    }
+}
+
+/// Where criterion writes its results: `$CARGO_TARGET_DIR/criterion` or `target/criterion`
+/// under the workspace root.
+fn criterion_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        },
+        std::path::PathBuf::from,
+    );
+    target.join("criterion")
+}
