@@ -47,8 +47,13 @@ const RECONNECT_DELAY_MS: u32 = 100;
 /// ```no_run
 /// # async fn demo() -> redlock_single::Result<()> {
 /// use std::time::Duration;
-/// use redlock_single::Node;
-/// let node = Node::connect("redis://127.0.0.1:6379", Duration::from_millis(50)).await?;
+/// use redlock_single::{Master, Node};
+/// let node = Node::connect(
+///     "redis://127.0.0.1:6379",
+///     Duration::from_millis(50),
+///     Duration::from_secs(5),
+/// )
+/// .await?;
 /// assert_eq!(node.addr(), "127.0.0.1:6379");
 /// # Ok(()) }
 /// ```
