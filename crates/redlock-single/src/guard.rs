@@ -30,7 +30,10 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn new(resource: String, fence: u64, deadline: Instant) -> Lease {
+    /// A lease valid until `deadline`. For lock implementations (the quorum crate); users get
+    /// leases from guards.
+    #[doc(hidden)]
+    pub fn new(resource: String, fence: u64, deadline: Instant) -> Lease {
         let (tx, _) = watch::channel(Some(deadline));
         Lease {
             state: Arc::new(LeaseState {
@@ -96,12 +99,15 @@ impl Lease {
         }
     }
 
-    pub(crate) fn mark_lost(&self) {
+    /// Marks the lock lost (or released): `lost()` resolves and the validity reads zero.
+    #[doc(hidden)]
+    pub fn mark_lost(&self) {
         self.state.deadline.send_replace(None);
     }
 
     /// Moves the deadline to `deadline` unless the lock is already lost. Returns false if lost.
-    fn renew(&self, deadline: Instant) -> bool {
+    #[doc(hidden)]
+    pub fn renew(&self, deadline: Instant) -> bool {
         self.state.deadline.send_if_modified(|d| match d {
             Some(old) if *old > Instant::now() => {
                 *old = deadline.max(*old);

@@ -28,7 +28,7 @@ pub use error::{Error, Result};
 pub use guard::{Guard, Lease};
 pub use key::{DEFAULT_PREFIX, Holder, LockKey, TOKEN_LEN, Token};
 pub use lock::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, Lock, LockBuilder};
-pub use master::{Inspection, Master};
+pub use master::{Health, Inspection, Master};
 pub use node::Node;
 pub use retry::{Retry, Schedule};
 

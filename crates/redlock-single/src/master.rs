@@ -20,6 +20,18 @@ pub struct Inspection {
     pub fence: u64,
 }
 
+/// What a master says about itself, for deciding whether it may have forgotten locks it granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The server's `run_id`: a new one after every restart.
+    pub run_id: String,
+    /// How long the server has been running.
+    pub uptime: Duration,
+    /// Whether every write is on disk before it is acknowledged (AOF with `appendfsync
+    /// always`), so that a restart, even after a crash, comes back with every key and counter.
+    pub persists_every_write: bool,
+}
+
 /// The per-master protocol: five atomic operations on one master.
 ///
 /// Each call is one request to the master. Implementations keep the requests for one master in
@@ -62,4 +74,11 @@ pub trait Master: std::fmt::Debug + Send + Sync + 'static {
 
     /// Reads the holder, the remaining ttl and the fencing counter of a resource.
     fn inspect(&self, key: &LockKey) -> impl Future<Output = Result<Inspection>> + Send;
+
+    /// Reads the master's run id, uptime and persistence.
+    fn health(&self) -> impl Future<Output = Result<Health>> + Send;
+
+    /// A number that changes every time the connection to the master is (re)established, so
+    /// that a caller knows when to read [`health`](Master::health) again.
+    fn epoch(&self) -> u64;
 }

@@ -2,11 +2,12 @@
 //! scripts by EVALSHA and reloading them when the master answers NOSCRIPT (after a restart).
 
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, LuaInterface};
+use fred::interfaces::{ClientLike, ConfigInterface, EventInterface, LuaInterface};
 use fred::prelude::{Builder, Config, Options, ReconnectPolicy, ServerConfig};
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand};
@@ -14,7 +15,7 @@ use fred::types::{FromValue, Value};
 
 use crate::error::{Error, Result};
 use crate::key::{Holder, LockKey, Token};
-use crate::master::{Inspection, Master};
+use crate::master::{Health, Inspection, Master};
 use crate::scripts;
 
 /// The scripts, hashed once per process.
@@ -33,6 +34,9 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release: Script::from_lua(scripts::RELEASE),
     inspect: Script::from_lua(scripts::INSPECT),
 });
+
+/// The bound on one TCP connection attempt and on the handshake.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often a lost connection is retried, in milliseconds. Commands made while it is down
 /// fail at once (`fail_fast`) rather than queue behind the reconnection.
@@ -63,6 +67,26 @@ pub struct Node {
     addr: String,
     timeout: Duration,
     options: Options,
+    tasks: Arc<Tasks>,
+}
+
+/// The node's background tasks, stopped when the last clone of the node is dropped: the
+/// connection task (when the node started it) and a listener that counts the connections
+/// made, so that callers know when the master may have restarted.
+#[derive(Debug)]
+struct Tasks {
+    count: Arc<AtomicU64>,
+    listener: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
+    connection: Option<tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.listener.abort();
+        if let Some(c) = &self.connection {
+            c.abort();
+        }
+    }
 }
 
 impl Node {
@@ -77,25 +101,34 @@ impl Node {
     ///
     /// Dropping the future drops the half-made client and its connection task.
     pub async fn connect(url: &str, timeout: Duration, connect_timeout: Duration) -> Result<Node> {
+        let node = Node::build(url, timeout)?;
+        node.ready(connect_timeout).await?;
+        Ok(node)
+    }
+
+    /// Builds a node for the master at `url` and starts connecting in the background, without
+    /// waiting: the client keeps reconnecting until the node is dropped. Requests fail fast
+    /// while it is not connected. Fails only on a bad URL.
+    pub fn build(url: &str, timeout: Duration) -> Result<Node> {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(Error::Config(format!(
                 "bad master URL {url:?}: it must start with redis:// or rediss://"
             )));
         }
-        let config = Config::from_url(url)
-            .map_err(|e| Error::Config(format!("bad master URL {url:?}: {}", e.details())))?;
+        let bad = |e: fred::error::Error| {
+            Error::Config(format!("bad master URL {url:?}: {}", e.details()))
+        };
+        let config = Config::from_url(url).map_err(bad)?;
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {
-                c.connection_timeout = connect_timeout;
-                c.internal_command_timeout = connect_timeout;
+                c.connection_timeout = CONNECTION_TIMEOUT;
+                c.internal_command_timeout = CONNECTION_TIMEOUT;
                 c.max_command_attempts = 1;
             })
             .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS));
-        let client = builder
-            .build()
-            .map_err(|e| Error::Config(format!("bad master URL {url:?}: {}", e.details())))?;
-        Node::from_client(client, timeout, connect_timeout).await
+        let client = builder.build().map_err(bad)?;
+        Node::start(client, timeout)
     }
 
     /// Uses an existing fred client to a single server (not a cluster or a sentinel set),
@@ -103,12 +136,18 @@ impl Node {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future leaves the client as it is.
+    /// Dropping the future leaves the client as it was given.
     pub async fn from_client(
         client: Client,
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Node> {
+        let node = Node::start(client, timeout)?;
+        node.ready(connect_timeout).await?;
+        Ok(node)
+    }
+
+    fn start(client: Client, timeout: Duration) -> Result<Node> {
         let addr = match &client.client_config().server {
             ServerConfig::Centralized { server } => format!("{}:{}", server.host, server.port),
             other => {
@@ -117,7 +156,20 @@ impl Node {
                 )));
             }
         };
-        let node = Node {
+        let count = Arc::new(AtomicU64::new(0));
+        let counter = count.clone();
+        // Subscribe before connecting, so that the first connection is counted too.
+        let listener = client.on_reconnect(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }
+        });
+        let connection = (!client.is_connected()).then(|| client.connect());
+        Ok(Node {
+            tasks: Arc::new(Tasks {
+                count,
+                listener,
+                connection,
+            }),
             // The per-request timeout is applied around each call (see `eval`), not by fred.
             options: Options {
                 fail_fast: true,
@@ -127,17 +179,29 @@ impl Node {
             client,
             addr,
             timeout,
-        };
+        })
+    }
+
+    /// Waits until the master is connected and the scripts are loaded, for at most
+    /// `connect_timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the node keeps connecting in the background.
+    pub async fn ready(&self, connect_timeout: Duration) -> Result<()> {
         let ready = async {
-            if !node.client.is_connected() {
-                node.client.init().await.map_err(|e| node.error("", e))?;
+            if !self.client.is_connected() {
+                self.client
+                    .wait_for_connect()
+                    .await
+                    .map_err(|e| self.error("", e))?;
             }
-            node.load_scripts().await
+            self.load_scripts().await
         };
         match tokio::time::timeout(connect_timeout, ready).await {
-            Ok(result) => result.map(|()| node),
+            Ok(result) => result,
             Err(_) => Err(Error::Timeout {
-                addr: node.addr.clone(),
+                addr: self.addr.clone(),
                 timeout: connect_timeout,
             }),
         }
@@ -323,5 +387,39 @@ impl Master for Node {
             fence.as_u64().ok_or_else(|| bad("fence"))?
         };
         Ok(Inspection { holder, ttl, fence })
+    }
+
+    async fn health(&self) -> Result<Health> {
+        let client = self.client.with_options(&self.options);
+        let info: String = self.bounded("", client.info::<String>(None)).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let run_id = field("run_id").unwrap_or_default().to_owned();
+        let uptime = Duration::from_secs(
+            field("uptime_in_seconds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        );
+        let aof = field("aof_enabled") == Some("1");
+        // The fsync policy is not in INFO. A server that refuses CONFIG (as managed services
+        // may) counts as not persisting every write: the safe side.
+        let persists_every_write = aof && {
+            let reply: Result<Vec<String>> = self
+                .bounded("", client.config_get::<Vec<String>, _>("appendfsync"))
+                .await;
+            matches!(reply.as_deref(), Ok([_, policy]) if policy == "always")
+        };
+        Ok(Health {
+            run_id,
+            uptime,
+            persists_every_write,
+        })
+    }
+
+    fn epoch(&self) -> u64 {
+        self.tasks.count.load(Ordering::SeqCst)
     }
 }
