@@ -22,12 +22,14 @@
 //! - `group`: [`RedisGroup`], N servers started together.
 //! - `clock`: [`Clock`], the control file of the LD_PRELOAD clock shim (`shim/clock.c`).
 //! - `resp`: a minimal blocking client for setting up and checking keys.
+//! - `sim`: [`SimServer`] and [`SimNode`], an in-memory model of a master for property tests.
 #![forbid(unsafe_code)]
 
 mod clock;
 mod group;
 mod resp;
 mod server;
+mod sim;
 
 use std::io;
 use std::path::PathBuf;
@@ -36,6 +38,7 @@ pub use clock::Clock;
 pub use group::RedisGroup;
 pub use resp::{Reply, command};
 pub use server::{Persistence, RedisServer, ServerOptions};
+pub use sim::{Faults, SimNode, SimServer};
 
 /// What to tell someone whose machine has no `redis-server`.
 pub const INSTALL_HINT: &str = "redis-server not found: install the Debian package `redis-server` \

@@ -73,7 +73,7 @@ impl RedisServer {
     pub fn start_with(options: ServerOptions) -> io::Result<RedisServer> {
         let dir = tempfile::Builder::new()
             .prefix("redlock-redis-")
-            .tempdir()?;
+            .tempdir_in(scratch_dir())?;
         let clock = if options.fake_clock {
             Some(Clock::new(dir.path().join("clock"))?)
         } else {
@@ -263,6 +263,17 @@ fn spawn_and_wait(
             let _ = child.wait();
             Err(e)
         }
+    }
+}
+
+/// Where servers keep their files: `/dev/shm` when there is one, so that an AOF with
+/// `appendfsync always` costs a memory write rather than a disk flush; else the temp dir.
+fn scratch_dir() -> std::path::PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
     }
 }
 

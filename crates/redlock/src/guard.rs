@@ -1,0 +1,353 @@
+//! [`Guard`]: a lock held on a quorum of masters, with extension, release and the lost signal.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use redlock_single::validity::{drift, validity};
+use redlock_single::{Lease, LockKey, Master, Node, Token};
+use tokio::time::Instant;
+
+use crate::error::{Cause, Error, Failures, MasterFailure, Result};
+use crate::redlock::Shared;
+use crate::tally::{Tally, Verdict};
+
+/// A lock held on a quorum of masters. Dropping it without [`release`](Guard::release) releases
+/// it in the background when a tokio runtime is running; the ttl is always the backstop.
+///
+/// ```no_run
+/// # async fn demo(locks: redlock::Redlock) -> redlock::Result<()> {
+/// let guard = locks.acquire("invoices/42").await?;
+/// println!("fence {} valid for {:?}", guard.fence(), guard.validity());
+/// guard.extend(std::time::Duration::from_secs(10)).await?;
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping the guard releases the lock"]
+#[derive(Debug)]
+pub struct Guard<M: Master = Node> {
+    lease: Lease,
+    shared: Arc<Shared<M>>,
+    key: LockKey,
+    token: Token,
+    acquired_at: Instant,
+    extensions: AtomicU32,
+    /// Cleared by `release`, so that drop does nothing more.
+    armed: bool,
+}
+
+/// The outcome of one round sent to every master.
+struct Round {
+    tally: Tally,
+    failures: Vec<MasterFailure>,
+}
+
+impl<M: Master> Guard<M> {
+    pub(crate) fn new(
+        shared: Arc<Shared<M>>,
+        resource: String,
+        key: LockKey,
+        token: Token,
+        fence: u64,
+        acquired_at: Instant,
+        deadline: Instant,
+    ) -> Guard<M> {
+        Guard {
+            lease: Lease::new(resource, fence, deadline),
+            shared,
+            key,
+            token,
+            acquired_at,
+            extensions: AtomicU32::new(0),
+            armed: true,
+        }
+    }
+
+    /// The resource this lock is for.
+    pub fn resource(&self) -> &str {
+        self.lease.resource()
+    }
+
+    /// The fencing token: strictly greater than the token of every earlier acquisition of the
+    /// same resource, across all masters. Pass it to the storage you protect.
+    pub fn fence(&self) -> u64 {
+        self.lease.fence()
+    }
+
+    /// How long the lock can still be relied on (zero once lost or released): a local estimate
+    /// that already allows for the time the quorum took to answer and for clock drift.
+    pub fn validity(&self) -> Duration {
+        self.lease.validity()
+    }
+
+    /// Whether the lock is lost, released or past its validity.
+    pub fn is_lost(&self) -> bool {
+        self.lease.is_lost()
+    }
+
+    /// Resolves when the lock can no longer be guaranteed: an extension was refused by a
+    /// quorum, the validity ran out without a successful extension, or the lock was released.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only watches.
+    pub async fn lost(&self) {
+        self.lease.lost().await;
+    }
+
+    /// A read-only view of this lock (fence, validity, lost signal) for other tasks.
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+
+    /// The keys this lock uses on every master.
+    pub fn key(&self) -> &LockKey {
+        &self.key
+    }
+
+    /// The ttl left on the quorum: the time until fewer than a quorum of masters still hold
+    /// this lock's key, as the masters report it. `Ok(None)` when fewer than a quorum hold it.
+    /// Fails with [`Error::NoQuorum`] when fewer than a quorum answered.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
+    pub async fn remaining(&self) -> Result<Option<Duration>> {
+        let s = &self.shared;
+        let reads = s.members.iter().map(|m| m.master.inspect(&self.key));
+        let mut ttls = Vec::new();
+        let mut failures = Vec::new();
+        for (m, r) in s.members.iter().zip(futures::future::join_all(reads).await) {
+            match r {
+                Ok(seen) => {
+                    if let (Some(h), Some(ttl)) = (seen.holder, seen.ttl) {
+                        if h.is(&self.token) {
+                            ttls.push(ttl);
+                        }
+                    }
+                }
+                Err(e) => failures.push(MasterFailure {
+                    addr: m.master.addr().to_owned(),
+                    cause: Cause::Failed(e),
+                }),
+            }
+        }
+        let q = s.quorum();
+        if s.members.len() - failures.len() < q {
+            return Err(Error::NoQuorum {
+                resource: self.resource().to_owned(),
+                needed: q,
+                masters: s.members.len(),
+                failures: Failures(failures),
+            });
+        }
+        ttls.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ttls.get(q - 1).copied())
+    }
+
+    /// Sets the lock's expiry to `ttl` from now on every master that still holds it; succeeds
+    /// when a quorum did so within the remaining validity, and moves the validity to
+    /// `ttl − elapsed − drift`.
+    ///
+    /// Fails with [`Error::Lost`] (and marks the lock lost) when so many masters refused that
+    /// no quorum was possible, or when the validity ran out first; with [`Error::Limit`] when a
+    /// cap set on the builder is reached; with [`Error::NoQuorum`] when too few masters
+    /// answered, in which case the lock stays valid until its current deadline.
+    ///
+    /// # Cancel safety
+    ///
+    /// The requests may still reach the masters after the future is dropped; the validity is
+    /// only moved by a completed call, so dropping it never overstates the validity.
+    pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        let s = &self.shared;
+        if ttl.is_zero() {
+            return Err(Error::Config("extend: the ttl must be above zero".into()));
+        }
+        if self.is_lost() {
+            return Err(self.lost_error());
+        }
+        if s.max_extensions
+            .is_some_and(|max| self.extensions.load(Ordering::Relaxed) >= max)
+        {
+            return Err(self.limit_error("the cap on extensions"));
+        }
+        if s.max_hold
+            .is_some_and(|max| self.acquired_at.elapsed().saturating_add(ttl) > max)
+        {
+            return Err(self.limit_error("the cap on the total hold time"));
+        }
+        s.note_ttl(ttl);
+        let start = Instant::now();
+        let round = self.round(|m, key, token| async move { m.extend(key, token, ttl).await });
+        // A quorum must answer within what is left of the validity, or the lock is gone anyway.
+        let Ok(round) = tokio::time::timeout(self.validity(), round).await else {
+            self.lease.mark_lost();
+            return Err(self.lost_error());
+        };
+        match round.tally.verdict() {
+            Verdict::Reached => {}
+            _ if round.tally.refusals_decide() => {
+                self.lease.mark_lost();
+                return Err(self.lost_error());
+            }
+            _ => {
+                return Err(Error::NoQuorum {
+                    resource: self.resource().to_owned(),
+                    needed: s.quorum(),
+                    masters: s.members.len(),
+                    failures: Failures(round.failures),
+                });
+            }
+        }
+        self.extensions.fetch_add(1, Ordering::Relaxed);
+        let left = validity(ttl, start.elapsed(), drift(ttl, s.drift_factor));
+        match left {
+            Some(left) if self.lease.renew(start + left) => Ok(()),
+            _ => Err(self.lost_error()),
+        }
+    }
+
+    /// Releases the lock on every master. Returns once a quorum confirmed (the others confirm
+    /// in the background, on the same connections as everything this lock sent them).
+    ///
+    /// Fails with [`Error::Lost`] if so many masters no longer held our token that it had not
+    /// been held by a quorum, and with [`Error::NoQuorum`] when too few masters answered; the
+    /// keys then expire at the end of their ttl.
+    ///
+    /// # Cancel safety
+    ///
+    /// The lock counts as released as soon as this is called; requests already sent still
+    /// reach the masters, and otherwise the ttl ends the lock.
+    pub async fn release(mut self) -> Result<()> {
+        self.armed = false;
+        self.lease.mark_lost();
+        let round = self
+            .round(|m, key, token| async move { m.release(key, token).await })
+            .await;
+        match round.tally.verdict() {
+            Verdict::Reached => Ok(()),
+            _ if round.tally.refusals_decide() => Err(self.lost_error()),
+            _ => Err(Error::NoQuorum {
+                resource: self.resource().to_owned(),
+                needed: self.shared.quorum(),
+                masters: self.shared.members.len(),
+                failures: Failures(round.failures),
+            }),
+        }
+    }
+
+    /// Sends `op` to every master at once and counts the answers until the outcome is known.
+    /// The requests still out when it is known run on; their answers are not awaited.
+    async fn round<'a, F, Fut>(&'a self, op: F) -> Round
+    where
+        F: Fn(&'a M, &'a LockKey, &'a Token) -> Fut,
+        Fut: Future<Output = redlock_single::Result<bool>> + 'a,
+    {
+        let s = &self.shared;
+        let mut tally = Tally::new(s.members.len());
+        let mut failures = Vec::new();
+        let mut pending: FuturesUnordered<_> = s
+            .members
+            .iter()
+            .map(|m| {
+                let fut = op(&m.master, &self.key, &self.token);
+                async move { (m.master.addr(), fut.await) }
+            })
+            .collect();
+        while tally.verdict() == Verdict::Pending {
+            let Some((addr, answer)) = pending.next().await else {
+                break;
+            };
+            let cause = match answer {
+                Ok(true) => {
+                    tally.yes();
+                    continue;
+                }
+                Ok(false) => {
+                    tally.refused();
+                    Cause::Refused
+                }
+                Err(e) => {
+                    tally.failed();
+                    Cause::Failed(e)
+                }
+            };
+            failures.push(MasterFailure {
+                addr: addr.to_owned(),
+                cause,
+            });
+        }
+        Round { tally, failures }
+    }
+
+    /// Runs `work` while extending the lock by `ttl` every third of the ttl. Returns `None` as
+    /// soon as the lock is lost; an extension in flight when `work` ends is awaited first, so
+    /// that the release that follows is not raced by it.
+    pub(crate) async fn run_extended<T>(
+        &self,
+        work: impl Future<Output = T>,
+        ttl: Duration,
+    ) -> Option<T> {
+        let mut work = pin!(work);
+        let mut wait = ttl / 3;
+        loop {
+            tokio::select! {
+                out = &mut work => return Some(out),
+                () = self.lost() => return None,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let mut extension = pin!(self.extend(ttl));
+            let outcome = tokio::select! {
+                r = &mut extension => r,
+                out = &mut work => {
+                    let _ = extension.await;
+                    return Some(out);
+                }
+                () = self.lost() => return None,
+            };
+            wait = match outcome {
+                Ok(()) => ttl / 3,
+                Err(Error::Lost { .. }) => return None,
+                Err(Error::Limit { .. }) => {
+                    // No more extensions: the work goes on until the validity runs out.
+                    tokio::select! {
+                        out = &mut work => return Some(out),
+                        () = self.lost() => return None,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(resource = self.resource(), error = %e, "extension failed");
+                    (ttl / 10).max(Duration::from_millis(1))
+                }
+            };
+        }
+    }
+
+    fn lost_error(&self) -> Error {
+        Error::Lost {
+            resource: self.resource().to_owned(),
+        }
+    }
+
+    fn limit_error(&self, limit: &'static str) -> Error {
+        Error::Limit {
+            resource: self.resource().to_owned(),
+            limit,
+        }
+    }
+}
+
+impl<M: Master> Drop for Guard<M> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.lease.mark_lost();
+        self.shared
+            .spawn_release_all(self.key.clone(), self.token.clone());
+    }
+}

@@ -1,0 +1,417 @@
+//! The quorum lock against real redis-server masters, with real faults: pauses (SIGSTOP),
+//! kills and empty restarts, keys held by someone else on some masters.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redlock::{Cause, Error, Redlock, Retry};
+use redlock_testkit::{Persistence, RedisGroup, Reply, ServerOptions};
+use redlock_tests::{eventually, exists};
+
+const TTL: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Masters that persist every write (AOF, `appendfsync always`): they vote from the start.
+fn persistent_masters(n: usize) -> RedisGroup {
+    RedisGroup::start_with(
+        n,
+        ServerOptions {
+            persistence: Persistence::AofAlways,
+            ..Default::default()
+        },
+    )
+    .expect("start masters")
+}
+
+async fn locks(group: &RedisGroup) -> Redlock {
+    Redlock::builder()
+        .nodes(group.urls())
+        .ttl(TTL)
+        .timeout(TIMEOUT)
+        .retry(Retry::none())
+        .connect()
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn a_minority_paused_does_not_stop_the_lock() {
+    let mut group = persistent_masters(5);
+    let locks = locks(&group).await;
+    group[3].pause().expect("pause");
+    group[4].pause().expect("pause");
+    for _ in 0..3 {
+        let guard = locks
+            .try_acquire("m")
+            .await
+            .expect("acquire")
+            .expect("free");
+        assert!(guard.validity() > TTL / 2);
+        guard.release().await.expect("release");
+    }
+    group[3].resume().expect("resume");
+    group[4].resume().expect("resume");
+}
+
+#[tokio::test]
+async fn a_majority_paused_gives_no_quorum_naming_the_masters() {
+    let mut group = persistent_masters(5);
+    let locks = locks(&group).await;
+    for i in 0..3 {
+        group[i].pause().expect("pause");
+    }
+    let err = locks.try_acquire("m").await.expect_err("no quorum");
+    let Error::NoQuorum {
+        needed,
+        masters,
+        failures,
+        ..
+    } = &err
+    else {
+        panic!("expected no quorum, got {err:?}");
+    };
+    assert_eq!((*needed, *masters), (3, 5));
+    // Each paused master is named with its timeout; the attempt settles without waiting for
+    // the live ones once the paused ones have ruled a quorum out.
+    for i in 0..3 {
+        let addr = group[i].addr();
+        let f = failures
+            .0
+            .iter()
+            .find(|f| f.addr == addr)
+            .unwrap_or_else(|| panic!("{addr} not named: {err}"));
+        assert!(
+            matches!(
+                f.cause,
+                Cause::Failed(redlock_single::Error::Timeout { .. })
+            ),
+            "{f}"
+        );
+    }
+    for f in &failures.0 {
+        assert!(
+            matches!(
+                f.cause,
+                Cause::Failed(redlock_single::Error::Timeout { .. }) | Cause::NoAnswer
+            ),
+            "{f}"
+        );
+    }
+    for i in 0..3 {
+        group[i].resume().expect("resume");
+    }
+}
+
+#[tokio::test]
+async fn a_partial_acquisition_is_cleaned_up_everywhere() {
+    let mut group = persistent_masters(5);
+    let locks = locks(&group).await;
+    // A first acquisition: every master has been heard from and votes.
+    let warm = locks
+        .try_acquire("p")
+        .await
+        .expect("acquire")
+        .expect("free");
+    warm.release().await.expect("release");
+    // Someone else holds the key on masters 0 and 1; master 2 is paused.
+    for i in 0..2 {
+        let r = group[i]
+            .cmd(&["SET", "redlock:{p}", "other-holder", "PX", "60000"])
+            .expect("SET");
+        assert_eq!(r, Reply::Status("OK".into()));
+    }
+    group[2].pause().expect("pause");
+    let err = locks
+        .try_acquire("p")
+        .await
+        .expect_err("2 yes, 2 no, 1 silent of 5");
+    assert!(matches!(err, Error::NoQuorum { .. }), "{err}");
+    group[2].resume().expect("resume");
+    // The acquire runs on the paused master once it resumes (its counter moves from the
+    // warm-up's 1 to 2), and the release queued behind it on the same connection follows.
+    let ran = eventually(Duration::from_secs(5), || {
+        group[2]
+            .cmd(&["GET", "redlock:{p}:fence"])
+            .expect("GET")
+            .as_str()
+            == Some("2")
+    })
+    .await;
+    assert!(ran, "the queued acquire never ran on the resumed master");
+    // Our key goes from every master, the paused one included.
+    let clean = eventually(Duration::from_secs(5), || {
+        (2..5).all(|i| !exists(&group[i], "redlock:{p}"))
+    })
+    .await;
+    assert!(clean, "a partial acquisition was left behind");
+    for i in 0..2 {
+        let v = group[i].cmd(&["GET", "redlock:{p}"]).expect("GET");
+        assert_eq!(
+            v.as_str(),
+            Some("other-holder"),
+            "someone else's key was touched"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_master_restarted_empty_does_not_vote_until_its_delay_has_passed() {
+    let ttl = Duration::from_secs(1);
+    let mut group = RedisGroup::start(3).expect("start masters");
+    let locks = Redlock::builder()
+        .nodes(group.urls())
+        .ttl(ttl)
+        .timeout(TIMEOUT)
+        .retry(Retry::none())
+        .connect()
+        .await
+        .expect("connect");
+    // Fresh masters without persistence vote once they have been up for the ttl.
+    let mut voted = false;
+    for _ in 0..100 {
+        if let Ok(Some(g)) = locks.try_acquire("r").await {
+            g.release().await.expect("release");
+            voted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(voted, "the masters never started voting");
+
+    // Master 0 is killed and comes back empty; master 1 is paused: only master 2 can vote.
+    group[0].kill().expect("kill");
+    group[0].restart_with(Persistence::None).expect("restart");
+    group[1].pause().expect("pause");
+    let mut seen_restarting = false;
+    for _ in 0..100 {
+        match locks.try_acquire("r").await {
+            Err(Error::NoQuorum { failures, .. }) => {
+                if failures.0.iter().any(|f| {
+                    f.addr == group[0].addr() && matches!(f.cause, Cause::Restarting { .. })
+                }) {
+                    seen_restarting = true;
+                    break;
+                }
+            }
+            Ok(Some(_)) => panic!("a master that restarted empty voted at once"),
+            other => panic!("unexpected: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        seen_restarting,
+        "the restarted master was never seen reconnecting"
+    );
+    // Once the ttl has passed since it came back, it votes again.
+    let mut got = None;
+    for _ in 0..200 {
+        if let Ok(Some(g)) = locks.try_acquire("r").await {
+            got = Some(g);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let guard = got.expect("the restarted master votes again after the ttl");
+    guard.release().await.expect("release");
+    group[1].resume().expect("resume");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_strictly_increase_across_eight_clients() {
+    let group = persistent_masters(5);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let locks = Redlock::builder()
+            .nodes(group.urls())
+            .ttl(TTL)
+            .timeout(Duration::from_millis(500))
+            .retry(Retry::linear(Duration::from_millis(3)).deadline(Duration::from_secs(60)))
+            .connect()
+            .await
+            .expect("connect");
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                let guard = locks.acquire("fenced").await.expect("acquire");
+                // Recorded inside the critical section: the order of the locks themselves.
+                order.lock().expect("not poisoned").push(guard.fence());
+                guard.release().await.expect("release");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let order = order.lock().expect("not poisoned").clone();
+    assert_eq!(order.len(), 320);
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "fences out of order: {order:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_extension_resolves_lost() {
+    let group = persistent_masters(5);
+    let locks = locks(&group).await;
+    let guard = locks
+        .try_acquire("x")
+        .await
+        .expect("acquire")
+        .expect("free");
+    let lease = guard.lease();
+    let watcher = tokio::spawn(async move { lease.lost().await });
+    // Deleted behind the holder's back on every master.
+    for s in group.iter() {
+        s.cmd(&["DEL", "redlock:{x}"]).expect("DEL");
+    }
+    assert!(matches!(guard.extend(TTL).await, Err(Error::Lost { .. })));
+    tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .expect("lost() resolved")
+        .expect("task");
+    assert!(guard.is_lost());
+}
+
+#[tokio::test]
+async fn with_lock_extends_and_drops_the_work_when_lost() {
+    let group = persistent_masters(3);
+    let locks = Redlock::builder()
+        .nodes(group.urls())
+        .ttl(Duration::from_millis(600))
+        .timeout(TIMEOUT)
+        .connect()
+        .await
+        .expect("connect");
+    // Outlives the ttl: the extension keeps it.
+    let fence = locks
+        .with_lock("w", |lease| async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert!(!lease.is_lost());
+            lease.fence()
+        })
+        .await
+        .expect("with_lock");
+    assert!(fence >= 1);
+    assert!(
+        group.iter().all(|s| !exists(s, "redlock:{w}")),
+        "not released"
+    );
+    // Deleted on every master: the next extension is refused and the work is dropped.
+    let ports: Vec<u16> = group.iter().map(|s| s.port()).collect();
+    let out = locks
+        .with_lock("w", |_| async move {
+            for p in &ports {
+                redlock_testkit::command(*p, &["DEL", "redlock:{w}"]).expect("DEL");
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+    assert!(matches!(out, Err(Error::Lost { .. })), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_cap_on_extensions_ends_the_lock() {
+    let group = persistent_masters(3);
+    let locks = Redlock::builder()
+        .nodes(group.urls())
+        .ttl(Duration::from_millis(300))
+        .timeout(Duration::from_millis(50))
+        .max_extensions(2)
+        .connect()
+        .await
+        .expect("connect");
+    let guard = locks
+        .try_acquire("cap")
+        .await
+        .expect("acquire")
+        .expect("free");
+    guard
+        .extend(Duration::from_millis(300))
+        .await
+        .expect("first");
+    guard
+        .extend(Duration::from_millis(300))
+        .await
+        .expect("second");
+    assert!(matches!(
+        guard.extend(Duration::from_millis(300)).await,
+        Err(Error::Limit { .. })
+    ));
+    guard.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn bad_configuration_and_unreachable_masters_are_typed() {
+    let cfg = |r: redlock::Result<Redlock>, needle: &str| match r {
+        Err(Error::Config(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+        other => panic!("expected a configuration error about {needle:?}, got {other:?}"),
+    };
+    cfg(Redlock::builder().connect().await, "no masters");
+    let url = "redis://127.0.0.1:1";
+    cfg(
+        Redlock::builder()
+            .nodes([url, "redis://127.0.0.1:1/"])
+            .connect()
+            .await,
+        "twice",
+    );
+    cfg(
+        Redlock::builder().nodes(["nonsense"]).connect().await,
+        "bad master URL",
+    );
+    cfg(
+        Redlock::builder()
+            .nodes([url])
+            .ttl(Duration::ZERO)
+            .connect()
+            .await,
+        "ttl",
+    );
+    cfg(
+        Redlock::builder()
+            .nodes([url])
+            .ttl(Duration::from_millis(100))
+            .timeout(Duration::from_millis(99))
+            .connect()
+            .await,
+        "drift",
+    );
+    // Two of three masters unreachable: no quorum, each named.
+    let group = persistent_masters(1);
+    let dead: Vec<String> = (0..2)
+        .map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("bind")
+                .local_addr()
+                .expect("addr")
+                .port();
+            format!("redis://127.0.0.1:{port}")
+        })
+        .collect();
+    let err = Redlock::builder()
+        .nodes([group[0].url(), dead[0].clone(), dead[1].clone()])
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("no quorum");
+    let Error::NoQuorum { failures, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(failures.0.len(), 2, "{err}");
+    // One of three down is fine: it is reconnected in the background.
+    let second = persistent_masters(1);
+    let locks = Redlock::builder()
+        .nodes([group[0].url(), second[0].url(), dead[0].clone()])
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await;
+    assert!(locks.is_ok(), "{locks:?}");
+    // An empty resource name.
+    let locks = locks.expect("connected");
+    assert!(matches!(
+        locks.try_acquire("").await,
+        Err(Error::InvalidResource { .. })
+    ));
+}
