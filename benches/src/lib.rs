@@ -123,6 +123,10 @@ impl Pairs {
             v.get(v.len() / 2).copied().unwrap_or_default().as_nanos()
         };
         let n = base.len().min(ours.len());
+        if n == 0 {
+            // Not measured in this run (filtered out): keep the figures of the last run.
+            return Ok(());
+        }
         let line = format!("{} {} {n}\n", median(ours), median(base));
         let dir = criterion_dir().join(group);
         std::fs::create_dir_all(&dir)?;
@@ -142,4 +146,80 @@ fn criterion_dir() -> std::path::PathBuf {
         std::path::PathBuf::from,
     );
     target.join("criterion")
+}
+
+/// The raw-fred baseline over N masters: the floor for one quorum lock.
+///
+/// `SET NX PX` to all N in parallel, returning at the majority's yes; the Lua release to all
+/// N in parallel, returning at the majority's confirmation while the rest confirm in the
+/// background (their requests are already written; only the waiting stops).
+#[derive(Debug, Clone)]
+pub struct QuorumBaseline {
+    masters: Vec<Baseline>,
+}
+
+impl QuorumBaseline {
+    /// Connects to every master.
+    pub async fn connect(urls: &[String]) -> Result<QuorumBaseline, Box<dyn std::error::Error>> {
+        let mut masters = Vec::new();
+        for url in urls {
+            masters.push(Baseline::connect(url).await?);
+        }
+        Ok(QuorumBaseline { masters })
+    }
+
+    fn quorum(&self) -> usize {
+        self.masters.len() / 2 + 1
+    }
+
+    /// Acquires on a majority; on failure releases everywhere (in parallel, waiting for a
+    /// majority) and returns false.
+    pub async fn acquire(&self, key: &str, token: &str, ttl: Duration) -> bool {
+        use futures::StreamExt;
+        let mut round: futures::stream::FuturesUnordered<_> = self
+            .masters
+            .iter()
+            .map(|m| m.acquire(key, token, ttl))
+            .collect();
+        let (mut yes, mut no) = (0, 0);
+        let q = self.quorum();
+        while let Some(granted) = round.next().await {
+            if granted {
+                yes += 1;
+            } else {
+                no += 1;
+            }
+            if yes >= q {
+                return true;
+            }
+            if self.masters.len() - no < q {
+                break;
+            }
+        }
+        drop(round);
+        self.release(key, token).await;
+        false
+    }
+
+    /// Releases everywhere; returns once a majority answered.
+    pub async fn release(&self, key: &str, token: &str) {
+        use futures::StreamExt;
+        let mut round: futures::stream::FuturesUnordered<_> =
+            self.masters.iter().map(|m| m.release(key, token)).collect();
+        let mut answered = 0;
+        while round.next().await.is_some() {
+            answered += 1;
+            if answered >= self.quorum() {
+                break;
+            }
+        }
+    }
+}
+
+/// Writes `label value` lines to `name` in criterion's folder for `group`.
+pub fn save_figures(group: &str, name: &str, lines: &[(String, f64)]) -> std::io::Result<()> {
+    let dir = criterion_dir().join(group);
+    std::fs::create_dir_all(&dir)?;
+    let text: String = lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+    std::fs::write(dir.join(name), text)
 }

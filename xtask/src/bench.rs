@@ -7,7 +7,12 @@ use std::path::Path;
 use crate::{Result, cargo, ensure_redis, root};
 
 /// (criterion group, target ratio of our median to the baseline's).
-const PAIRS: &[(&str, f64)] = &[("single_acquire_release", 1.15)];
+const PAIRS: &[(&str, f64)] = &[
+    ("single_acquire_release", 1.15),
+    ("quorum_acquire_release_n1", 1.10),
+    ("quorum_acquire_release_n3", 1.10),
+    ("quorum_acquire_release_n5", 1.10),
+];
 
 pub(crate) fn run(args: &[String]) -> Result {
     ensure_redis()?;
@@ -46,6 +51,28 @@ fn report() -> Result {
     println!(
         "medians of every iteration, the two sides alternating in the same run (see benches/)"
     );
+    let n1 = paired(&dir, "quorum_acquire_release_n1");
+    let n5 = paired(&dir, "quorum_acquire_release_n5");
+    if let (Some((o1, ..)), Some((o5, ..))) = (n1, n5) {
+        let ratio = o5 / o1;
+        println!(
+            "{:<28} {:>44.3} {:>7}1.50",
+            "quorum N=5 / N=1 (ours)", ratio, "≤"
+        );
+        if ratio > 1.5 {
+            missed.push(format!("N=5/N=1: {ratio:.3} > 1.50"));
+        }
+    }
+    if let Some((ours, base)) = throughput(&dir) {
+        let ratio = ours / base;
+        println!(
+            "{:<28} {:>9.0} cyc/s {:>8.0} cyc/s {ratio:>8.3} {:>7}1.00",
+            "quorum contended (N=5)", ours, base, "≥"
+        );
+        if ratio < 1.0 {
+            missed.push(format!("contended: {ratio:.3} < 1.00"));
+        }
+    }
     if !missed.is_empty() {
         println!("above target: {}", missed.join("; "));
     }
@@ -60,4 +87,14 @@ fn paired(dir: &Path, group: &str) -> Option<(f64, f64, u64)> {
     let base = it.next()?.parse().ok()?;
     let n = it.next()?.parse().ok()?;
     Some((ours, base, n))
+}
+
+/// (ours, baseline) cycles per second from `quorum_contended/throughput.txt`.
+fn throughput(dir: &Path) -> Option<(f64, f64)> {
+    let text = fs::read_to_string(dir.join("quorum_contended").join("throughput.txt")).ok()?;
+    let value = |label: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label)?.trim().parse::<f64>().ok())
+    };
+    Some((value("ours ")?, value("baseline ")?))
 }

@@ -4,9 +4,9 @@
 //! holder's token, optionally followed by a space and metadata; "holds `token`" means the value
 //! is the token or starts with the token and a space.
 //!
-//! The scripts check the types of both keys before writing anything: Redis does not roll a
-//! script back when a command in it fails, so a `SET` followed by an `INCR` on a list would
-//! leave a lock behind and report an error.
+//! Redis does not roll a script back when a command in it fails, so a script that fails half
+//! way undoes its own writes before reporting (acquire deletes the key it set when the counter
+//! turns out not to be a counter).
 
 /// A check shared by the scripts that act only for the holder.
 macro_rules! holds {
@@ -19,13 +19,17 @@ end
 }
 
 /// acquire(key, fence; value, ttl_ms) → the new counter, or nil when held.
+///
+/// The counter is checked only when INCR fails, after the SET: the common path is SET + INCR,
+/// and a failed INCR deletes the key it just set before reporting, so nothing is left behind.
 pub const ACQUIRE: &str = r#"
-local c = redis.call('GET', KEYS[2])
-if c and not string.match(c, '^%d+$') then
-  return redis.error_reply('WRONGTYPE fencing counter is not a non-negative integer')
-end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+  local c = redis.pcall('INCR', KEYS[2])
+  if type(c) == 'table' and c['err'] then
+    redis.call('DEL', KEYS[1])
+    return redis.error_reply('WRONGTYPE fencing counter is not an integer: ' .. c['err'])
+  end
+  return c
 end
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then
   return redis.error_reply('WRONGTYPE lock key holds a value that is not a lock')

@@ -86,31 +86,55 @@ impl<M: Master> Shared<M> {
         }
     }
 
-    /// Which masters may vote now: `Ok(())`, or why not. Reads the health of masters whose
-    /// connection is new since the last reading (all of them at once).
+    /// Which masters may vote now: `Ok(epoch)` (the connection epoch the decision holds
+    /// for), or why not. Reads the health of the masters whose connection is new since the last
+    /// reading, all at once; in steady state it reads nothing.
     async fn voters(&self) -> Vec<Result<u64, Cause>> {
         let now = Instant::now();
-        let checks = self.members.iter().map(|m| async move {
+        let mut verdicts = Vec::with_capacity(self.members.len());
+        let mut to_check = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
             let epoch = m.master.epoch();
             if !self.restart_guard {
-                return Ok(epoch);
+                verdicts.push(Ok(epoch));
+                continue;
             }
-            let needs = lock(&m.standing).needs_check(epoch);
-            if needs {
-                let health = m.master.health().await.map_err(Cause::Failed)?;
-                let votes_from = lock(&m.standing).observe(&health, epoch, now, self.max_ttl());
-                if votes_from > now {
-                    tracing::info!(master = m.master.addr(), run_id = %health.run_id,
-                        uptime = ?health.uptime, votes_in = ?(votes_from - now),
-                        "master may have lost locks in a restart; it does not vote until then");
-                }
+            let standing = lock(&m.standing);
+            if standing.needs_check(epoch) {
+                to_check.push((i, epoch));
             }
-            match lock(&m.standing).wait(Instant::now()) {
-                Some(wait) if !wait.is_zero() => Err(Cause::Restarting { ready_in: wait }),
-                _ => Ok(epoch),
+            verdicts.push(may_vote(&standing, epoch, now));
+        }
+        if to_check.is_empty() {
+            return verdicts;
+        }
+        let checks = to_check.iter().map(|&(i, epoch)| async move {
+            let m = &self.members[i];
+            let health = match m.master.health().await {
+                Ok(h) => h,
+                Err(e) => return (i, Err(Cause::Failed(e))),
+            };
+            let mut standing = lock(&m.standing);
+            let votes_from = standing.observe(&health, epoch, now, self.max_ttl());
+            if votes_from > now {
+                tracing::info!(master = m.master.addr(), run_id = %health.run_id,
+                    uptime = ?health.uptime, votes_in = ?(votes_from - now),
+                    "master may have lost locks in a restart; it does not vote until then");
             }
+            (i, may_vote(&standing, epoch, Instant::now()))
         });
-        futures::future::join_all(checks).await
+        for (i, verdict) in futures::future::join_all(checks).await {
+            verdicts[i] = verdict;
+        }
+        verdicts
+    }
+}
+
+/// Whether a master with `standing` may vote at `now` on connection `epoch`.
+fn may_vote(standing: &Standing, epoch: u64, now: Instant) -> Result<u64, Cause> {
+    match standing.wait(now) {
+        Some(wait) if !wait.is_zero() => Err(Cause::Restarting { ready_in: wait }),
+        _ => Ok(epoch),
     }
 }
 

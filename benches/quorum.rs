@@ -1,0 +1,161 @@
+//! The quorum lock against the raw-fred baseline on the same masters in the same run:
+//! uncontended acquire + release at N = 1, 3, 5 (paired, interleaved iterations, as in
+//! `single.rs`), and contended throughput: 8 tasks, 4 keys, the same retry delays.
+//!
+//! The masters persist every write (AOF, `appendfsync always`, on tmpfs), the setting the
+//! operations guide recommends, so that the restart guard lets them vote from the start.
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use redlock::{Redlock, Retry};
+use redlock_benches::{Pairs, QuorumBaseline, Side, save_figures};
+use redlock_single::Token;
+use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
+
+const TTL: Duration = Duration::from_secs(10);
+const TASKS: usize = 8;
+const KEYS: usize = 4;
+const RETRY_DELAY: Duration = Duration::from_millis(1);
+const CONTENDED_FOR: Duration = Duration::from_secs(2);
+const CONTENDED_ROUNDS: usize = 3;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn connect(urls: &[String], retry: Retry) -> Redlock {
+    Redlock::builder()
+        .nodes(urls.iter().cloned())
+        .ttl(TTL)
+        .retry(retry)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+fn uncontended(c: &mut Criterion) {
+    let group = RedisGroup::start_with(
+        5,
+        ServerOptions {
+            persistence: Persistence::AofAlways,
+            ..Default::default()
+        },
+    )
+    .expect("start masters");
+    let rt = runtime();
+    for n in [1usize, 3, 5] {
+        let urls: Vec<String> = group.urls().into_iter().take(n).collect();
+        let baseline = rt
+            .block_on(QuorumBaseline::connect(&urls))
+            .expect("baseline");
+        let locks = rt.block_on(connect(&urls, Retry::none()));
+        let raw = || async {
+            let token = Token::random();
+            assert!(baseline.acquire("bench-raw", token.as_str(), TTL).await);
+            baseline.release("bench-raw", token.as_str()).await;
+        };
+        let ours = || async {
+            let guard = locks
+                .try_acquire("bench")
+                .await
+                .expect("acquire")
+                .expect("free");
+            guard.release().await.expect("release");
+        };
+        let name = format!("quorum_acquire_release_n{n}");
+        let pairs = Pairs::default();
+        let mut g = c.benchmark_group(&name);
+        for (f, side) in [("raw_fred", Side::Baseline), ("redlock", Side::Ours)] {
+            g.bench_function(f, |b| {
+                b.iter_custom(|iters| rt.block_on(pairs.run(iters, side, raw, ours)))
+            });
+        }
+        g.finish();
+        pairs.save(&name).expect("write paired.txt");
+    }
+    contended(&rt, &group.urls());
+}
+
+/// Cycles per second of 8 tasks over 4 keys, each task its own client, both sides retrying
+/// after the same delay; alternating rounds of each side.
+fn contended(rt: &tokio::runtime::Runtime, urls: &[String]) {
+    let mut totals = [0u64; 2];
+    for round in 0..CONTENDED_ROUNDS * 2 {
+        let ours = round % 2 == 1;
+        let cycles = Arc::new(AtomicU64::new(0));
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + CONTENDED_FOR;
+            let mut tasks = Vec::new();
+            for t in 0..TASKS {
+                let key = format!("contended-{}", t % KEYS);
+                let cycles = cycles.clone();
+                if ours {
+                    let locks = connect(
+                        urls,
+                        Retry::linear(RETRY_DELAY).deadline(Duration::from_secs(5)),
+                    )
+                    .await;
+                    tasks.push(tokio::spawn(async move {
+                        while tokio::time::Instant::now() < deadline {
+                            if let Ok(g) = locks.acquire(&key).await {
+                                g.release().await.expect("release");
+                                cycles.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }));
+                } else {
+                    let base = QuorumBaseline::connect(urls).await.expect("baseline");
+                    tasks.push(tokio::spawn(async move {
+                        while tokio::time::Instant::now() < deadline {
+                            let token = Token::random();
+                            if base.acquire(&key, token.as_str(), TTL).await {
+                                base.release(&key, token.as_str()).await;
+                                cycles.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                // The same jittered delay as Retry::linear(RETRY_DELAY).
+                                let d = RETRY_DELAY / 2
+                                    + RETRY_DELAY.mul_f64(rand::random::<f64>() / 2.0);
+                                tokio::time::sleep(d).await;
+                            }
+                        }
+                    }));
+                }
+            }
+            for t in tasks {
+                t.await.expect("task");
+            }
+        });
+        totals[usize::from(ours)] += cycles.load(Ordering::Relaxed);
+    }
+    let secs = CONTENDED_FOR.as_secs_f64() * CONTENDED_ROUNDS as f64;
+    let (base, ours) = (totals[0] as f64 / secs, totals[1] as f64 / secs);
+    println!(
+        "contended (N=5, {TASKS} tasks, {KEYS} keys): ours {ours:.0}/s, raw fred {base:.0}/s, ratio {:.3}",
+        ours / base
+    );
+    save_figures(
+        "quorum_contended",
+        "throughput.txt",
+        &[("ours".into(), ours), ("baseline".into(), base)],
+    )
+    .expect("write throughput.txt");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(60);
+    targets = uncontended
+}
+criterion_main!(benches);
