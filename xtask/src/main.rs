@@ -167,7 +167,7 @@ fn demo() -> Result {
         "--quiet",
         "--locked",
         "-p",
-        "redlock-single",
+        "redlock",
         "--example",
         "demo",
     ]))
