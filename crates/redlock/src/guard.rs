@@ -284,10 +284,17 @@ impl<M: Master> Guard<M> {
         Round { tally, failures }
     }
 
-    /// Runs `work` while extending the lock by `ttl` every third of the ttl. Returns `None` as
-    /// soon as the lock is lost; an extension in flight when `work` ends is awaited first, so
-    /// that the release that follows is not raced by it.
-    pub(crate) async fn run_extended<T>(
+    /// Runs `work` while extending the lock by `ttl` every third of the ttl: `Some(output)`
+    /// when `work` finished, `None` as soon as the lock is lost (then `work` is dropped at its
+    /// next await point). An extension in flight when `work` ends is awaited first, so that a
+    /// release that follows is not raced by it. The building block of
+    /// [`Redlock::with_lock`](crate::Redlock::with_lock), for callers that need the guard
+    /// afterwards (the command-line tool stops its child process when this returns `None`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops `work`; the lock stays held until released or its validity ends.
+    pub async fn keep_extended<T>(
         &self,
         work: impl Future<Output = T>,
         ttl: Duration,

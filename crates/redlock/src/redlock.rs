@@ -284,7 +284,7 @@ impl<M: Master> Redlock<M> {
     {
         let guard = self.acquire(resource).await?;
         let work = work(guard.lease());
-        match guard.run_extended(work, self.shared.ttl).await {
+        match guard.keep_extended(work, self.shared.ttl).await {
             Some(out) => {
                 if let Err(e) = guard.release().await {
                     tracing::warn!(resource, error = %e, "release after with_lock failed");

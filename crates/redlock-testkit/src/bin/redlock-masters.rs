@@ -1,10 +1,11 @@
-//! `redlock-masters N`: starts N local masters for manual work, prints their URLs, and stops
-//! them on Ctrl-C (or SIGTERM). Run it through `cargo xtask redis N`.
+//! `redlock-masters N`: starts N local masters for manual work (persisting every write, so that
+//! they vote at once), prints their URLs, and stops them on Ctrl-C (or SIGTERM). Run it through
+//! `cargo xtask redis N`.
 
 use std::process::ExitCode;
 
 use nix::sys::signal::{SigSet, Signal};
-use redlock_testkit::RedisGroup;
+use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
 
 fn main() -> ExitCode {
     let n = match std::env::args().nth(1).map(|a| a.parse::<usize>()) {
@@ -24,7 +25,12 @@ fn main() -> ExitCode {
         eprintln!("cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
-    let group = match RedisGroup::start(n) {
+    // AOF with appendfsync always: the masters vote from the start (see docs/operations.md).
+    let options = ServerOptions {
+        persistence: Persistence::AofAlways,
+        ..Default::default()
+    };
+    let group = match RedisGroup::start_with(n, options) {
         Ok(group) => group,
         Err(e) => {
             eprintln!("{e}");
