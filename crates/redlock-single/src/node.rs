@@ -228,7 +228,7 @@ impl Node {
     async fn load(&self, script: &Script) -> Result<()> {
         let lua = script.lua().cloned().unwrap_or_default();
         let client = self.client.with_options(&self.options);
-        let load = client.script_load::<Value, _>(lua);
+        let load = Box::pin(client.script_load::<Value, _>(lua));
         self.bounded("", load).await.map(drop)
     }
 
@@ -283,7 +283,9 @@ impl Node {
         all.extend_from_slice(args);
         let cmd = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
         let client = self.client.with_options(&self.options);
-        let call = client.custom::<R, Value>(cmd, all);
+        // fred's request futures are about 5 KB; boxed, ours stay small, which matters when a
+        // quorum round moves one per master into a FuturesUnordered or a spawned task.
+        let call = Box::pin(client.custom::<R, Value>(cmd, all));
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Err(e)) if e.details().starts_with("NOSCRIPT") => Err(Retry::NoScript),
             Ok(r) => r.map_err(|e| Retry::Failed(self.error(key.key(), e))),
