@@ -72,10 +72,15 @@ impl<M: Master> Shared<M> {
     /// Sends release to every master in the background. Requests to one master share its
     /// connection, so each release runs after whatever this lock sent that master before.
     pub(crate) fn spawn_release_all(self: &Arc<Self>, key: LockKey, token: Token) {
+        self.spawn_release(key, token, &vec![true; self.members.len()]);
+    }
+
+    /// Sends release in the background to the masters `which` marks.
+    fn spawn_release(self: &Arc<Self>, key: LockKey, token: Token, which: &[bool]) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        for m in &self.members {
+        for (m, _) in self.members.iter().zip(which).filter(|(_, w)| **w) {
             let (master, key, token) = (m.master.clone(), key.clone(), token.clone());
             handle.spawn(async move {
                 if let Err(e) = master.release(&key, &token).await {
@@ -331,11 +336,12 @@ impl<M: Master> Redlock<M> {
         let start = Instant::now();
         // Until the outcome is settled, masters may have granted the lock: if this future is
         // dropped or the attempt fails, release it on every master behind the acquires.
-        let undo = Undo {
+        let mut undo = Undo {
             shared: s.clone(),
             key: key.clone(),
             token: token.clone(),
             armed: true,
+            may_hold: vec![true; n],
         };
 
         let voters = s.voters().await;
@@ -369,6 +375,8 @@ impl<M: Master> Redlock<M> {
                     });
                 }
                 Err(cause) => {
+                    // Not asked: it cannot hold our key.
+                    undo.may_hold[i] = false;
                     tally.failed();
                     failures.push(failure(member, cause));
                 }
@@ -389,6 +397,8 @@ impl<M: Master> Redlock<M> {
                     yes.push((i, fence));
                 }
                 Answer::No => {
+                    // Its answer arrived, and it was no: it does not hold our key.
+                    undo.may_hold[i] = false;
                     tracing::debug!(master = addr, ?latency, "held elsewhere");
                     tally.refused();
                     failures.push(failure(&s.members[i], Cause::Refused));
@@ -510,12 +520,15 @@ fn failure<M: Master>(member: &Member<M>, cause: Cause) -> MasterFailure {
     }
 }
 
-/// Releases a possibly granted lock on every master when dropped armed.
+/// Releases a possibly granted lock when dropped armed, on every master that may hold it: all
+/// but those that were not asked and those whose "no" arrived. A master that timed out, failed,
+/// said yes or had not answered yet is released, since its yes may be lost or still queued.
 struct Undo<M: Master> {
     shared: Arc<Shared<M>>,
     key: LockKey,
     token: Token,
     armed: bool,
+    may_hold: Vec<bool>,
 }
 
 impl<M: Master> Undo<M> {
@@ -528,7 +541,7 @@ impl<M: Master> Drop for Undo<M> {
     fn drop(&mut self) {
         if self.armed {
             self.shared
-                .spawn_release_all(self.key.clone(), self.token.clone());
+                .spawn_release(self.key.clone(), self.token.clone(), &self.may_hold);
         }
     }
 }
