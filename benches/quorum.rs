@@ -83,6 +83,55 @@ fn uncontended(c: &mut Criterion) {
         pairs.save(&name).expect("write paired.txt");
     }
     contended(&rt, &group.urls());
+    no_quorum(&rt, group);
+}
+
+/// How long an attempt takes to report "no quorum" when a majority of the masters is paused:
+/// bounded by the per-master timeout, since the attempt settles once the paused masters have
+/// timed out (the live ones answer at once).
+fn no_quorum(rt: &tokio::runtime::Runtime, mut group: RedisGroup) {
+    let timeout = Duration::from_millis(50);
+    let locks = rt.block_on(async {
+        Redlock::builder()
+            .nodes(group.urls())
+            .ttl(TTL)
+            .timeout(timeout)
+            .retry(Retry::none())
+            .connect()
+            .await
+            .expect("connect")
+    });
+    for i in 0..3 {
+        group[i].pause().expect("pause");
+    }
+    let mut times: Vec<Duration> = (0..40)
+        .map(|_| {
+            rt.block_on(async {
+                let start = tokio::time::Instant::now();
+                let r = locks.try_acquire("no-quorum").await;
+                assert!(matches!(r, Err(redlock::Error::NoQuorum { .. })), "{r:?}");
+                start.elapsed()
+            })
+        })
+        .collect();
+    for i in 0..3 {
+        group[i].resume().expect("resume");
+    }
+    times.sort_unstable();
+    let (median, max) = (times[times.len() / 2], times[times.len() - 1]);
+    println!(
+        "no quorum with 3 of 5 paused: median {median:?}, max {max:?}, per-master timeout {timeout:?}"
+    );
+    save_figures(
+        "quorum_no_quorum",
+        "latency.txt",
+        &[
+            ("median_ms".into(), median.as_secs_f64() * 1e3),
+            ("max_ms".into(), max.as_secs_f64() * 1e3),
+            ("timeout_ms".into(), timeout.as_secs_f64() * 1e3),
+        ],
+    )
+    .expect("write latency.txt");
 }
 
 /// Cycles per second of 8 tasks over 4 keys, each task its own client, both sides retrying

@@ -73,10 +73,30 @@ fn report() -> Result {
             missed.push(format!("contended: {ratio:.3} < 1.00"));
         }
     }
+    if let Some((median, max, timeout)) = no_quorum(&dir) {
+        println!(
+            "{:<28} median {median:.1} ms, max {max:.1} ms, per-master timeout {timeout:.0} ms",
+            "no quorum (3 of 5 paused)"
+        );
+    }
     if !missed.is_empty() {
-        println!("above target: {}", missed.join("; "));
+        println!("off target: {}", missed.join("; "));
     }
     Ok(())
+}
+
+/// (median, max, timeout) in ms from `quorum_no_quorum/latency.txt`.
+fn no_quorum(dir: &Path) -> Option<(f64, f64, f64)> {
+    let text = fs::read_to_string(dir.join("quorum_no_quorum").join("latency.txt")).ok()?;
+    let value = |label: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label)?.trim().parse::<f64>().ok())
+    };
+    Some((
+        value("median_ms ")?,
+        value("max_ms ")?,
+        value("timeout_ms ")?,
+    ))
 }
 
 /// (median ours ns, median baseline ns, iterations) from `<group>/paired.txt`.
