@@ -220,8 +220,8 @@ fn a_lost_lock_stops_the_whole_group_and_exits_76() {
     let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
     let start = Instant::now();
     let tool = redlock(&[
-        "exec", "--nodes", &n, "--key", "lost", "--ttl", "1s", "--grace", "2s", "--", "sh", "-c",
-        &script,
+        "exec", "--nodes", &n, "--key", "lost", "--ttl", "3s", "--wait", "10s", "--grace", "2s",
+        "--", "sh", "-c", &script,
     ])
     .stderr(Stdio::piped())
     .spawn()

@@ -1,7 +1,7 @@
 //! [`RedisServer`]: one real `redis-server` child process on a free loopback port, with faults.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -277,10 +277,25 @@ fn scratch_dir() -> std::path::PathBuf {
     }
 }
 
-/// A port that was free a moment ago: bound and released by the kernel's choice.
+/// A port that was free a moment ago: bound and released by the kernel's choice, and not
+/// handed out before by this process (servers started in parallel must not share one).
 fn free_port() -> io::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let port = listener.local_addr()?.port();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no fresh free port",
+    ))
 }
 
 /// Waits until the server on `port` answers PING, the process exits, or the time is up.
@@ -300,7 +315,7 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> io::Result<()> {
                 format!("redis-server on port {port} exited with {status}: {tail}"),
             ));
         }
-        if ping(port) {
+        if is_listening(port) && answers_as(port, child.id()) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -313,15 +328,21 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> io::Result<()> {
     }
 }
 
-/// Whether the server answers PING with PONG (not LOADING, not refused).
-fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if io::Write::write_all(&mut stream, b"PING\r\n").is_err() {
-        return false;
+/// Whether something accepts connections on `port` (cheap, before asking who it is).
+fn is_listening(port: u16) -> bool {
+    TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+/// Whether the server on `port` is the process `pid` and answers (not LOADING, not refused).
+/// Checking the pid matters: another test's server may hold the port we were handed, and our
+/// own child then exits with "address in use" while the other one answers PING.
+fn answers_as(port: u16, pid: u32) -> bool {
+    match crate::resp::command(port, &["INFO", "server"]) {
+        Ok(reply) => reply.as_str().is_some_and(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("process_id:"))
+                .is_some_and(|p| p.trim() == pid.to_string())
+        }),
+        Err(_) => false,
     }
-    let mut buf = [0u8; 7];
-    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
