@@ -13,7 +13,7 @@ use crate::key::{DEFAULT_PREFIX, LockKey, Token};
 use crate::master::{Inspection, Master};
 use crate::node::Node;
 use crate::retry::Retry;
-use crate::validity::{DEFAULT_DRIFT_FACTOR, default_timeout, drift, validity};
+use crate::validity::{DEFAULT_DRIFT_FACTOR, drift, validity};
 
 /// The default ttl of a lock.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -423,29 +423,10 @@ impl LockBuilder {
 
     /// Validates the settings; returns the per-request timeout.
     fn check(&self) -> Result<Duration> {
-        let bad = |msg: String| Err(Error::Config(msg));
-        if self.ttl < Duration::from_millis(1) {
-            return bad(format!("ttl must be at least 1 ms, not {:?}", self.ttl));
-        }
-        if !(0.0..1.0).contains(&self.drift_factor) {
-            return bad(format!(
-                "drift factor must be in [0, 1), not {}",
-                self.drift_factor
-            ));
-        }
-        let timeout = self.timeout.unwrap_or_else(|| default_timeout(self.ttl));
-        if timeout.is_zero() {
-            return bad("timeout must be above zero".into());
-        }
-        let drift = drift(self.ttl, self.drift_factor);
-        if timeout.saturating_add(drift) >= self.ttl {
-            return bad(format!(
-                "ttl {:?} must be larger than the request timeout {timeout:?} plus the drift {drift:?}",
-                self.ttl
-            ));
-        }
+        let timeout = crate::validity::check(self.ttl, self.timeout, self.drift_factor)
+            .map_err(Error::Config)?;
         if self.connect_timeout.is_zero() {
-            return bad("connect timeout must be above zero".into());
+            return Err(Error::Config("connect timeout must be above zero".into()));
         }
         self.retry.validate()?;
         Ok(timeout)

@@ -29,6 +29,36 @@ pub fn default_timeout(ttl: Duration) -> Duration {
     (ttl / 200).clamp(Duration::from_millis(5), Duration::from_secs(1))
 }
 
+/// Checks the timing settings shared by every lock: a ttl of at least 1 ms, a drift factor in
+/// `[0, 1)`, a non-zero per-request timeout (`ttl / 200` when not given) and a ttl larger than
+/// that timeout plus the drift, so that a reply within the timeout leaves some validity.
+/// Returns the timeout, or what is wrong.
+pub fn check(
+    ttl: Duration,
+    timeout: Option<Duration>,
+    drift_factor: f64,
+) -> Result<Duration, String> {
+    if ttl < Duration::from_millis(1) {
+        return Err(format!("ttl must be at least 1 ms, not {ttl:?}"));
+    }
+    if !(0.0..1.0).contains(&drift_factor) {
+        return Err(format!(
+            "drift factor must be in [0, 1), not {drift_factor}"
+        ));
+    }
+    let timeout = timeout.unwrap_or_else(|| default_timeout(ttl));
+    if timeout.is_zero() {
+        return Err("timeout must be above zero".into());
+    }
+    let drift = drift(ttl, drift_factor);
+    if timeout.saturating_add(drift) >= ttl {
+        return Err(format!(
+            "ttl {ttl:?} must be larger than the request timeout {timeout:?} plus the drift {drift:?}"
+        ));
+    }
+    Ok(timeout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +80,30 @@ mod tests {
         );
         assert_eq!(default_timeout(ttl), ms(50));
         assert_eq!(default_timeout(MS), ms(5));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let s = Duration::from_secs(1);
+        assert_eq!(check(10 * s, None, 0.01), Ok(ms(50)));
+        assert!(
+            check(Duration::ZERO, None, 0.01)
+                .unwrap_err()
+                .contains("ttl")
+        );
+        assert!(check(s, None, 1.0).unwrap_err().contains("drift"));
+        assert!(check(s, None, f64::NAN).unwrap_err().contains("drift"));
+        assert!(
+            check(s, Some(Duration::ZERO), 0.01)
+                .unwrap_err()
+                .contains("timeout")
+        );
+        assert!(check(s, Some(s), 0.01).unwrap_err().contains("larger"));
+        assert!(
+            check(ms(100), Some(ms(99)), 0.0)
+                .unwrap_err()
+                .contains("drift")
+        );
     }
 
     #[test]

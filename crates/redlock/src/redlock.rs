@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use redlock_single::validity::{DEFAULT_DRIFT_FACTOR, default_timeout, drift, validity};
+use redlock_single::validity::{DEFAULT_DRIFT_FACTOR, drift, validity};
 use redlock_single::{DEFAULT_PREFIX, Inspection, LockKey, Master, Node, Retry, Token};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -738,26 +738,8 @@ impl RedlockBuilder {
         if n == 0 {
             return bad("no masters: give at least one URL to nodes()".into());
         }
-        if self.ttl < Duration::from_millis(1) {
-            return bad(format!("ttl must be at least 1 ms, not {:?}", self.ttl));
-        }
-        if !(0.0..1.0).contains(&self.drift_factor) {
-            return bad(format!(
-                "drift factor must be in [0, 1), not {}",
-                self.drift_factor
-            ));
-        }
-        let timeout = self.timeout.unwrap_or_else(|| default_timeout(self.ttl));
-        if timeout.is_zero() {
-            return bad("timeout must be above zero".into());
-        }
-        let drift = drift(self.ttl, self.drift_factor);
-        if timeout.saturating_add(drift) >= self.ttl {
-            return bad(format!(
-                "ttl {:?} must be larger than the per-master timeout {timeout:?} plus the drift {drift:?}",
-                self.ttl
-            ));
-        }
+        let timeout = redlock_single::validity::check(self.ttl, self.timeout, self.drift_factor)
+            .map_err(Error::Config)?;
         if self.connect_timeout.is_zero() {
             return bad("connect timeout must be above zero".into());
         }
