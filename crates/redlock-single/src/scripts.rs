@@ -8,11 +8,12 @@
 //! way undoes its own writes before reporting (acquire deletes the key it set when the counter
 //! turns out not to be a counter).
 
-/// A check shared by the scripts that act only for the holder.
+/// A check shared by the scripts that act only for the holder. The plain comparison comes
+/// first: without metadata the value is the token, and that is the common case.
 macro_rules! holds {
     () => {
         "local function holds(v, t)
-  return v and string.sub(v, 1, #t) == t and (#v == #t or string.byte(v, #t + 1) == 32)
+  return v == t or (v and string.byte(v, #t + 1) == 32 and string.sub(v, 1, #t) == t)
 end
 "
     };
