@@ -226,8 +226,8 @@ impl<M: Master> Guard<M> {
     /// The request may still reach the master after the future is dropped; the validity is only
     /// moved by a completed call, so dropping it never overstates the validity.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
-        if ttl.is_zero() {
-            return Err(Error::Config("extend: the ttl must be above zero".into()));
+        if let Err(msg) = crate::validity::check_ttl(ttl) {
+            return Err(Error::Config(format!("extend: {msg}")));
         }
         if self.is_lost() {
             return Err(self.lost_error());

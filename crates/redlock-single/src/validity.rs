@@ -29,6 +29,21 @@ pub fn default_timeout(ttl: Duration) -> Duration {
     (ttl / 200).clamp(Duration::from_millis(5), Duration::from_secs(1))
 }
 
+/// The longest ttl accepted: a year. Larger values would overflow instants and Redis's
+/// millisecond expiry arithmetic, and no lock should need one.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Checks a ttl given to acquire or extend: at least 1 ms, at most [`MAX_TTL`].
+pub fn check_ttl(ttl: Duration) -> Result<(), String> {
+    if ttl < Duration::from_millis(1) {
+        return Err(format!("ttl must be at least 1 ms, not {ttl:?}"));
+    }
+    if ttl > MAX_TTL {
+        return Err(format!("ttl must be at most a year, not {ttl:?}"));
+    }
+    Ok(())
+}
+
 /// Checks the timing settings shared by every lock: a ttl of at least 1 ms, a drift factor in
 /// `[0, 1)`, a non-zero per-request timeout (`ttl / 200` when not given) and a ttl larger than
 /// that timeout plus the drift, so that a reply within the timeout leaves some validity.
@@ -38,9 +53,7 @@ pub fn check(
     timeout: Option<Duration>,
     drift_factor: f64,
 ) -> Result<Duration, String> {
-    if ttl < Duration::from_millis(1) {
-        return Err(format!("ttl must be at least 1 ms, not {ttl:?}"));
-    }
+    check_ttl(ttl)?;
     if !(0.0..1.0).contains(&drift_factor) {
         return Err(format!(
             "drift factor must be in [0, 1), not {drift_factor}"

@@ -164,8 +164,8 @@ impl<M: Master> Guard<M> {
     /// only moved by a completed call, so dropping it never overstates the validity.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         let s = &self.shared;
-        if ttl.is_zero() {
-            return Err(Error::Config("extend: the ttl must be above zero".into()));
+        if let Err(msg) = redlock_single::validity::check_ttl(ttl) {
+            return Err(Error::Config(format!("extend: {msg}")));
         }
         if self.is_lost() {
             return Err(self.lost_error());

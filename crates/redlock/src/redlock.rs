@@ -247,7 +247,9 @@ impl<M: Master> Redlock<M> {
         let key = self.key(resource)?;
         let start = Instant::now();
         let mut schedule = self.shared.retry.schedule();
-        for attempt in 1u32.. {
+        let mut attempt = 0u32;
+        loop {
+            attempt = attempt.saturating_add(1);
             let failure = match self.attempt(resource, &key, attempt).await {
                 Attempt::Acquired(guard) => return Ok(guard),
                 Attempt::Failed(e) if e.is_transient() => e,
@@ -259,7 +261,6 @@ impl<M: Master> Redlock<M> {
                 None => return Err(failure),
             }
         }
-        unreachable!("the attempt counter does not run out before the retry policy")
     }
 
     /// Takes the lock (waiting per the retry policy), runs `work` while keeping the lock
