@@ -1,6 +1,8 @@
 //! [`Guard`], a held lock, and [`Lease`], the read-only view of it that `with_lock` hands to the
 //! user's code: fencing token, validity and the lost-lock signal.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -262,6 +264,49 @@ impl<M: Master> Guard<M> {
             Ok(())
         } else {
             Err(self.lost_error())
+        }
+    }
+
+    /// Runs `work` while extending the lock by `ttl` every third of the ttl: `Some(output)`
+    /// when `work` finished, `None` as soon as the lock is lost (then `work` is dropped at its
+    /// next await point). An extension in flight when `work` ends is awaited first. The
+    /// building block of [`Lock::with_lock`](crate::Lock::with_lock), for callers that need
+    /// the guard afterwards.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops `work`; the lock stays held until released or its validity ends.
+    pub async fn keep_extended<T>(
+        &self,
+        work: impl Future<Output = T>,
+        ttl: Duration,
+    ) -> Option<T> {
+        let mut work = pin!(work);
+        let mut wait = ttl / 3;
+        loop {
+            tokio::select! {
+                out = &mut work => return Some(out),
+                () = self.lost() => return None,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let mut extension = pin!(self.extend(ttl));
+            let outcome = tokio::select! {
+                r = &mut extension => r,
+                out = &mut work => {
+                    let _ = extension.await;
+                    return Some(out);
+                }
+                () = self.lost() => return None,
+            };
+            wait = match outcome {
+                Ok(()) => ttl / 3,
+                Err(Error::Lost { .. }) => return None,
+                Err(e) => {
+                    // Try again soon: the lock stays valid until its deadline.
+                    tracing::warn!(resource = self.resource(), error = %e, "extension failed");
+                    (ttl / 10).max(Duration::from_millis(1))
+                }
+            };
         }
     }
 

@@ -149,8 +149,9 @@ impl<M: Master> Lock<M> {
     ///
     /// The lock is extended by its ttl every third of the ttl. If it is lost (an extension is
     /// refused, or the validity runs out while the master does not answer), `work` is dropped
-    /// at its next await point and [`Error::Lost`] is returned. A failed release at the end is
-    /// logged, not returned: the work is done, and the ttl ends the lock.
+    /// at its next await point and [`Error::Lost`] is returned. An extension in flight when
+    /// `work` ends is awaited before the release. A failed release at the end is logged, not
+    /// returned: the work is done, and the ttl ends the lock.
     ///
     /// ```no_run
     /// # async fn demo(lock: redlock_single::Lock) -> redlock_single::Result<()> {
@@ -173,11 +174,7 @@ impl<M: Master> Lock<M> {
     {
         let guard = self.acquire(resource).await?;
         let work = work(guard.lease());
-        let outcome = tokio::select! {
-            out = work => Some(out),
-            () = guard.keep_alive(self.settings.ttl) => None,
-        };
-        match outcome {
+        match guard.keep_extended(work, self.settings.ttl).await {
             Some(out) => {
                 if let Err(e) = guard.release().await {
                     tracing::warn!(resource, error = %e, "release after with_lock failed");
@@ -262,32 +259,6 @@ impl<M: Master> Drop for Undo<M> {
     fn drop(&mut self) {
         if self.armed {
             spawn_release(self.master.clone(), self.key.clone(), self.token.clone());
-        }
-    }
-}
-
-impl<M: Master> Guard<M> {
-    /// Extends the lock every third of `ttl` until it is lost; returns when it is lost.
-    async fn keep_alive(&self, ttl: Duration) {
-        let mut wait = ttl / 3;
-        loop {
-            tokio::select! {
-                () = self.lost() => return,
-                () = tokio::time::sleep(wait) => {}
-            }
-            let outcome = tokio::select! {
-                () = self.lost() => return,
-                r = self.extend(ttl) => r,
-            };
-            wait = match outcome {
-                Ok(()) => ttl / 3,
-                Err(Error::Lost { .. }) => return,
-                Err(e) => {
-                    // Try again soon: the lock stays valid until its deadline.
-                    tracing::warn!(resource = self.resource(), error = %e, "extension failed");
-                    (ttl / 10).max(Duration::from_millis(1))
-                }
-            };
         }
     }
 }
