@@ -120,6 +120,71 @@ impl Lease {
     }
 }
 
+/// How one extension went, for [`run_extended`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Extension {
+    /// Extended.
+    Done,
+    /// Refused: the lock is lost.
+    Lost,
+    /// No more extensions are allowed (a cap): the lock runs out at its deadline.
+    Capped,
+    /// Failed for now (a master did not answer): try again soon.
+    Failed(String),
+}
+
+/// The loop behind `keep_extended` of both guard types: runs `work` while calling `extend`
+/// every third of `ttl` (a tenth after a failure), returns `Some(output)` when `work` ends and
+/// `None` as soon as `lease` is lost. An extension in flight when `work` ends is awaited first,
+/// so that a release that follows is not raced by it.
+#[doc(hidden)]
+pub async fn run_extended<T, F, Fut>(
+    lease: &Lease,
+    extend: F,
+    work: impl Future<Output = T>,
+    ttl: Duration,
+) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Extension>,
+{
+    let mut work = pin!(work);
+    let mut wait = ttl / 3;
+    loop {
+        tokio::select! {
+            out = &mut work => return Some(out),
+            () = lease.lost() => return None,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let mut extension = pin!(extend());
+        let outcome = tokio::select! {
+            r = &mut extension => r,
+            out = &mut work => {
+                let _ = extension.await;
+                return Some(out);
+            }
+            () = lease.lost() => return None,
+        };
+        wait = match outcome {
+            Extension::Done => ttl / 3,
+            Extension::Lost => return None,
+            Extension::Capped => {
+                // No more extensions: the work goes on until the validity runs out.
+                tokio::select! {
+                    out = &mut work => return Some(out),
+                    () = lease.lost() => return None,
+                }
+            }
+            Extension::Failed(e) => {
+                // The lock stays valid until its deadline: try again soon.
+                tracing::warn!(resource = lease.resource(), error = %e, "extension failed");
+                (ttl / 10).max(Duration::from_millis(1))
+            }
+        };
+    }
+}
+
 /// A held lock. Dropping it without [`release`](Guard::release) releases it in the background
 /// when a tokio runtime is running; without one, the key expires at the end of its ttl, which is
 /// always the backstop.
@@ -281,33 +346,14 @@ impl<M: Master> Guard<M> {
         work: impl Future<Output = T>,
         ttl: Duration,
     ) -> Option<T> {
-        let mut work = pin!(work);
-        let mut wait = ttl / 3;
-        loop {
-            tokio::select! {
-                out = &mut work => return Some(out),
-                () = self.lost() => return None,
-                () = tokio::time::sleep(wait) => {}
+        let extend = || async {
+            match self.extend(ttl).await {
+                Ok(()) => Extension::Done,
+                Err(Error::Lost { .. }) => Extension::Lost,
+                Err(e) => Extension::Failed(e.to_string()),
             }
-            let mut extension = pin!(self.extend(ttl));
-            let outcome = tokio::select! {
-                r = &mut extension => r,
-                out = &mut work => {
-                    let _ = extension.await;
-                    return Some(out);
-                }
-                () = self.lost() => return None,
-            };
-            wait = match outcome {
-                Ok(()) => ttl / 3,
-                Err(Error::Lost { .. }) => return None,
-                Err(e) => {
-                    // Try again soon: the lock stays valid until its deadline.
-                    tracing::warn!(resource = self.resource(), error = %e, "extension failed");
-                    (ttl / 10).max(Duration::from_millis(1))
-                }
-            };
-        }
+        };
+        run_extended(&self.lease, extend, work, ttl).await
     }
 
     fn lost_error(&self) -> Error {

@@ -25,7 +25,7 @@ pub mod scripts;
 pub mod validity;
 
 pub use error::{Error, Result};
-pub use guard::{Guard, Lease};
+pub use guard::{Extension, Guard, Lease, run_extended};
 pub use key::{DEFAULT_PREFIX, Holder, LockKey, TOKEN_LEN, Token};
 pub use lock::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, Lock, LockBuilder};
 pub use master::{Health, Inspection, Master};

@@ -1,7 +1,6 @@
 //! [`Guard`]: a lock held on a quorum of masters, with extension, release and the lost signal.
 
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use redlock_single::validity::{drift, validity};
-use redlock_single::{Lease, LockKey, Master, Node, Token};
+use redlock_single::{Extension, Lease, LockKey, Master, Node, Token};
 use tokio::time::Instant;
 
 use crate::error::{Cause, Error, Failures, MasterFailure, Result};
@@ -299,39 +298,15 @@ impl<M: Master> Guard<M> {
         work: impl Future<Output = T>,
         ttl: Duration,
     ) -> Option<T> {
-        let mut work = pin!(work);
-        let mut wait = ttl / 3;
-        loop {
-            tokio::select! {
-                out = &mut work => return Some(out),
-                () = self.lost() => return None,
-                () = tokio::time::sleep(wait) => {}
+        let extend = || async {
+            match self.extend(ttl).await {
+                Ok(()) => Extension::Done,
+                Err(Error::Lost { .. }) => Extension::Lost,
+                Err(Error::Limit { .. }) => Extension::Capped,
+                Err(e) => Extension::Failed(e.to_string()),
             }
-            let mut extension = pin!(self.extend(ttl));
-            let outcome = tokio::select! {
-                r = &mut extension => r,
-                out = &mut work => {
-                    let _ = extension.await;
-                    return Some(out);
-                }
-                () = self.lost() => return None,
-            };
-            wait = match outcome {
-                Ok(()) => ttl / 3,
-                Err(Error::Lost { .. }) => return None,
-                Err(Error::Limit { .. }) => {
-                    // No more extensions: the work goes on until the validity runs out.
-                    tokio::select! {
-                        out = &mut work => return Some(out),
-                        () = self.lost() => return None,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(resource = self.resource(), error = %e, "extension failed");
-                    (ttl / 10).max(Duration::from_millis(1))
-                }
-            };
-        }
+        };
+        redlock_single::run_extended(&self.lease, extend, work, ttl).await
     }
 
     fn lost_error(&self) -> Error {
