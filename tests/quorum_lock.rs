@@ -415,3 +415,46 @@ async fn bad_configuration_and_unreachable_masters_are_typed() {
         Err(Error::InvalidResource { .. })
     ));
 }
+
+#[tokio::test]
+async fn an_even_split_is_decided_at_once() {
+    let group = persistent_masters(4);
+    let locks = locks(&group).await;
+    // Someone else holds 2 of 4: 2 yes and 2 no can never make a quorum of 3, and the refusals
+    // alone rule it out, so the answer is "held", as soon as the four have answered.
+    for i in 0..2 {
+        group[i]
+            .cmd(&["SET", "redlock:{even}", "other", "PX", "60000"])
+            .expect("SET");
+    }
+    let out = tokio::time::timeout(Duration::from_secs(5), locks.try_acquire("even"))
+        .await
+        .expect("a split vote must not hang");
+    assert!(out.expect("no error").is_none(), "2 of 4 is no quorum");
+    // Our keys on the two free masters are released.
+    let clean = eventually(Duration::from_secs(5), || {
+        (2..4).all(|i| !exists(&group[i], "redlock:{even}"))
+    })
+    .await;
+    assert!(clean, "the partial acquisition was left behind");
+    // acquire reports it as held, with the count of refusals.
+    let waiting = Redlock::builder()
+        .nodes(group.urls())
+        .timeout(TIMEOUT)
+        .retry(Retry::linear(Duration::from_millis(5)).attempts(2))
+        .connect()
+        .await
+        .expect("connect");
+    let err = waiting.acquire("even").await.expect_err("held");
+    assert!(
+        matches!(
+            err,
+            Error::Held {
+                refused: 2,
+                masters: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
