@@ -108,7 +108,8 @@ impl Node {
 
     /// Builds a node for the master at `url` and starts connecting in the background, without
     /// waiting: the client keeps reconnecting until the node is dropped. Requests fail fast
-    /// while it is not connected. Fails only on a bad URL.
+    /// while it is not connected. Fails only on a bad URL, or when called outside a tokio
+    /// runtime.
     pub fn build(url: &str, timeout: Duration) -> Result<Node> {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(Error::Config(format!(
@@ -148,6 +149,11 @@ impl Node {
     }
 
     fn start(client: Client, timeout: Duration) -> Result<Node> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "a node must be made inside a tokio runtime (it spawns its connection task)".into(),
+            ));
+        }
         let addr = match &client.client_config().server {
             ServerConfig::Centralized { server } => format!("{}:{}", server.host, server.port),
             other => {
@@ -423,5 +429,28 @@ impl Master for Node {
 
     fn epoch(&self) -> u64 {
         self.tasks.count.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_a_runtime_is_an_error_not_a_panic() {
+        let e =
+            Node::build("redis://127.0.0.1:1", Duration::from_millis(5)).expect_err("no runtime");
+        assert!(
+            matches!(e, Error::Config(ref m) if m.contains("tokio runtime")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn urls_that_are_not_one_server_are_refused() {
+        for url in ["http://h:1", "", "redis-sentinel://h:1", "redis://[::1"] {
+            let e = Node::build(url, Duration::from_millis(5)).expect_err(url);
+            assert!(matches!(e, Error::Config(_)), "{url}: {e}");
+        }
     }
 }
