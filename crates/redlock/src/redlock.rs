@@ -346,6 +346,7 @@ impl<M: Master> Redlock<M> {
         };
 
         let voters = s.voters().await;
+        let lock = Arc::new((key.clone(), token.clone()));
         let mut tally = Tally::new(n);
         let mut failures = Vec::new();
         let mut yes: Vec<(usize, u64)> = Vec::with_capacity(n);
@@ -356,16 +357,21 @@ impl<M: Master> Redlock<M> {
             match voter {
                 Ok(epoch) => {
                     asked.push(i);
-                    let (token, meta) = (&token, s.meta.as_str());
+                    // Owned ('static), so that the answers still out when a failed attempt
+                    // settles can be drained in the background.
+                    let (shared, lock) = (s.clone(), lock.clone());
                     round.push(async move {
                         let sent = Instant::now();
-                        let reply = member.master.acquire(key, token, s.ttl, meta).await;
+                        let master = &shared.members[i].master;
+                        let reply = master
+                            .acquire(&lock.0, &lock.1, shared.ttl, &shared.meta)
+                            .await;
                         // A vote from a connection made after the health reading does not
                         // count: the master may have restarted in between.
                         let reply = match reply {
-                            Ok(Some(_)) if s.restart_guard && member.master.epoch() != epoch => {
+                            Ok(Some(_)) if shared.restart_guard && master.epoch() != epoch => {
                                 Answer::Failed(Cause::Restarting {
-                                    ready_in: s.max_ttl(),
+                                    ready_in: shared.max_ttl(),
                                 })
                             }
                             Ok(Some(fence)) => Answer::Yes(fence),
@@ -411,16 +417,33 @@ impl<M: Master> Redlock<M> {
                 }
             }
         }
-        // Masters still out are not waited for; their requests run anyway, and the release
-        // (on failure) or the guard's release (on success) follows them.
-        drop(round);
-
         if tally.verdict() != Verdict::Reached {
+            // Masters still out are not waited for. Their answers are drained in the
+            // background, and each is released unless its answer is a no; the masters that
+            // answered yes or failed are released by `undo`.
             for &i in asked.iter().filter(|&&i| !answered[i]) {
+                undo.may_hold[i] = false;
                 failures.push(failure(&s.members[i], Cause::NoAnswer));
+            }
+            if !round.is_empty() {
+                let (shared, lock) = (s.clone(), lock.clone());
+                tokio::spawn(async move {
+                    while let Some((i, reply, _)) = round.next().await {
+                        if !matches!(reply, Answer::No) {
+                            let master = &shared.members[i].master;
+                            if let Err(e) = master.release(&lock.0, &lock.1).await {
+                                tracing::debug!(master = master.addr(), error = %e,
+                                    "background release failed; the key expires at the end of its ttl");
+                            }
+                        }
+                    }
+                });
             }
             return Attempt::Failed(self.refusal(resource, &tally, failures));
         }
+        // On success, masters still out are not waited for; their requests run anyway, and
+        // the guard's release, sent to every master, follows them.
+        drop(round);
 
         // The fencing token: a raise round only when fewer than a quorum hold the largest.
         let plan = plan_fence(&yes, s.quorum());
