@@ -112,8 +112,8 @@ impl Pairs {
         }
     }
 
-    /// Writes `median_ours_ns median_baseline_ns iterations` to `paired.txt` in criterion's
-    /// folder for `group`, for `cargo xtask bench` to report. The ratio of these medians
+    /// Writes the median of each side (ns) and the iteration count to `paired.txt` in
+    /// criterion's folder for `group`, for `cargo xtask bench` to report. The ratio of these medians
     /// compares iterations that ran side by side.
     pub fn save(&self, group: &str) -> std::io::Result<()> {
         let mut times = self.times.borrow_mut();
@@ -127,10 +127,12 @@ impl Pairs {
             // Not measured in this run (filtered out): keep the figures of the last run.
             return Ok(());
         }
-        let line = format!("{} {} {n}\n", median(ours), median(base));
-        let dir = criterion_dir().join(group);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("paired.txt"), line)
+        let figures = [
+            ("ours_ns".to_owned(), median(ours) as f64),
+            ("baseline_ns".to_owned(), median(base) as f64),
+            ("iterations".to_owned(), n as f64),
+        ];
+        save_figures(group, "paired.txt", &figures)
     }
 }
 

@@ -87,34 +87,34 @@ fn report() -> Result {
 
 /// (median, max, timeout) in ms from `quorum_no_quorum/latency.txt`.
 fn no_quorum(dir: &Path) -> Option<(f64, f64, f64)> {
-    let text = fs::read_to_string(dir.join("quorum_no_quorum").join("latency.txt")).ok()?;
-    let value = |label: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(label)?.trim().parse::<f64>().ok())
-    };
-    Some((
-        value("median_ms ")?,
-        value("max_ms ")?,
-        value("timeout_ms ")?,
-    ))
+    let f = figures(dir, "quorum_no_quorum", "latency.txt")?;
+    Some((f("median_ms")?, f("max_ms")?, f("timeout_ms")?))
 }
 
 /// (median ours ns, median baseline ns, iterations) from `<group>/paired.txt`.
 fn paired(dir: &Path, group: &str) -> Option<(f64, f64, u64)> {
-    let text = fs::read_to_string(dir.join(group).join("paired.txt")).ok()?;
-    let mut it = text.split_whitespace();
-    let ours = it.next()?.parse().ok()?;
-    let base = it.next()?.parse().ok()?;
-    let n = it.next()?.parse().ok()?;
-    Some((ours, base, n))
+    let f = figures(dir, group, "paired.txt")?;
+    Some((f("ours_ns")?, f("baseline_ns")?, f("iterations")? as u64))
+}
+
+/// The `label value` lines a bench wrote to `<group>/<file>` (see `save_figures` in
+/// `benches/src/lib.rs`), as a lookup by label.
+fn figures(dir: &Path, group: &str, file: &str) -> Option<impl Fn(&str) -> Option<f64>> {
+    let text = fs::read_to_string(dir.join(group).join(file)).ok()?;
+    Some(move |label: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            if k == label {
+                v.trim().parse().ok()
+            } else {
+                None
+            }
+        })
+    })
 }
 
 /// (ours, baseline) cycles per second from `quorum_contended/throughput.txt`.
 fn throughput(dir: &Path) -> Option<(f64, f64)> {
-    let text = fs::read_to_string(dir.join("quorum_contended").join("throughput.txt")).ok()?;
-    let value = |label: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(label)?.trim().parse::<f64>().ok())
-    };
-    Some((value("ours ")?, value("baseline ")?))
+    let f = figures(dir, "quorum_contended", "throughput.txt")?;
+    Some((f("ours")?, f("baseline")?))
 }
