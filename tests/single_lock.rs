@@ -371,3 +371,60 @@ async fn release_resolves_lost_and_scripts_survive_a_restart() {
     let guard = got.expect("acquired after the master restarted");
     guard.release().await.expect("release");
 }
+
+#[tokio::test]
+async fn only_the_exact_token_may_extend_or_release() {
+    use redlock_single::{LockKey, Master, Node, Token};
+    let server = RedisServer::start().expect("start redis");
+    let node = Node::connect(
+        &server.url(),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connect");
+    let key = LockKey::new("redlock:", "exact").expect("key");
+    let token = Token::random();
+    let set = |value: String| {
+        server
+            .cmd(&["SET", key.key(), &value, "PX", "60000"])
+            .expect("set")
+    };
+    // Values that start with the token but are not the token, or the token then metadata.
+    for other in [
+        format!("{}x", token.as_str()),
+        format!("{}x meta", token.as_str()),
+        token.as_str()[..31].to_owned(),
+        format!("{} meta", Token::random().as_str()),
+    ] {
+        set(other.clone());
+        assert!(
+            !node.extend(&key, &token, TTL).await.expect("extend"),
+            "extended a key holding {other:?}"
+        );
+        assert!(
+            !node.release(&key, &token).await.expect("release"),
+            "released a key holding {other:?}"
+        );
+        assert!(
+            exists(&server, key.key()),
+            "the key holding {other:?} was deleted"
+        );
+    }
+    // The token alone, or followed by a space and metadata, is ours.
+    for ours in [
+        token.as_str().to_owned(),
+        format!("{} host:1 x", token.as_str()),
+    ] {
+        set(ours.clone());
+        assert!(
+            node.extend(&key, &token, TTL).await.expect("extend"),
+            "{ours:?}"
+        );
+        assert!(
+            node.release(&key, &token).await.expect("release"),
+            "{ours:?}"
+        );
+        assert!(!exists(&server, key.key()), "{ours:?} stayed after release");
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use fred::clients::Client;
+use fred::clients::{Client, WithOptions};
 use fred::interfaces::{ClientLike, ConfigInterface, EventInterface, LuaInterface};
 use fred::prelude::{Builder, Config, Options, ReconnectPolicy, ServerConfig};
 use fred::types::scripts::Script;
@@ -18,21 +18,35 @@ use crate::key::{Holder, LockKey, Token};
 use crate::master::{Health, Inspection, Master};
 use crate::scripts;
 
+/// One script and its hash as a ready argument (cloning it only counts a reference).
+struct Loaded {
+    script: Script,
+    sha: Value,
+}
+
+impl Loaded {
+    fn new(lua: &str) -> Loaded {
+        let script = Script::from_lua(lua);
+        let sha = Value::from(script.sha1().clone());
+        Loaded { script, sha }
+    }
+}
+
 /// The scripts, hashed once per process.
 struct Scripts {
-    acquire: Script,
-    raise: Script,
-    extend: Script,
-    release: Script,
-    inspect: Script,
+    acquire: Loaded,
+    raise: Loaded,
+    extend: Loaded,
+    release: Loaded,
+    inspect: Loaded,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    acquire: Script::from_lua(scripts::ACQUIRE),
-    raise: Script::from_lua(scripts::RAISE),
-    extend: Script::from_lua(scripts::EXTEND),
-    release: Script::from_lua(scripts::RELEASE),
-    inspect: Script::from_lua(scripts::INSPECT),
+    acquire: Loaded::new(scripts::ACQUIRE),
+    raise: Loaded::new(scripts::RAISE),
+    extend: Loaded::new(scripts::EXTEND),
+    release: Loaded::new(scripts::RELEASE),
+    inspect: Loaded::new(scripts::INSPECT),
 });
 
 /// The bound on one TCP connection attempt and on the handshake.
@@ -64,9 +78,10 @@ const RECONNECT_DELAY_MS: u32 = 100;
 #[derive(Debug, Clone)]
 pub struct Node {
     client: Client,
+    /// The client with the options every request is sent with (fail fast, one attempt).
+    requests: WithOptions<Client>,
     addr: String,
     timeout: Duration,
-    options: Options,
     tasks: Arc<Tasks>,
 }
 
@@ -170,18 +185,19 @@ impl Node {
             async { Ok(()) }
         });
         let connection = (!client.is_connected()).then(|| client.connect());
+        // The per-request timeout is applied around each call (see `eval`), not by fred.
+        let requests = client.with_options(&Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            ..Options::default()
+        });
         Ok(Node {
             tasks: Arc::new(Tasks {
                 count,
                 listener,
                 connection,
             }),
-            // The per-request timeout is applied around each call (see `eval`), not by fred.
-            options: Options {
-                fail_fast: true,
-                max_attempts: Some(1),
-                ..Options::default()
-            },
+            requests,
             client,
             addr,
             timeout,
@@ -225,16 +241,15 @@ impl Node {
 
     async fn load_scripts(&self) -> Result<()> {
         let s = &*SCRIPTS;
-        for script in [&s.acquire, &s.raise, &s.extend, &s.release, &s.inspect] {
-            self.load(script).await?;
+        for loaded in [&s.acquire, &s.raise, &s.extend, &s.release, &s.inspect] {
+            self.load(&loaded.script).await?;
         }
         Ok(())
     }
 
     async fn load(&self, script: &Script) -> Result<()> {
         let lua = script.lua().cloned().unwrap_or_default();
-        let client = self.client.with_options(&self.options);
-        let load = Box::pin(client.script_load::<Value, _>(lua));
+        let load = Box::pin(self.requests.script_load::<Value, _>(lua));
         self.bounded("", load).await.map(drop)
     }
 
@@ -246,15 +261,15 @@ impl Node {
     /// still written in the order it was made.
     async fn eval<R: FromValue>(
         &self,
-        script: &Script,
+        script: &Loaded,
         key: &LockKey,
         with_fence: bool,
-        args: &[Value],
+        args: &[Arg<'_>],
     ) -> Result<R> {
         let first = self.evalsha(script, key, with_fence, args).await;
         match first {
             Err(Retry::NoScript) => {
-                self.load(script).await?;
+                self.load(&script.script).await?;
                 match self.evalsha(script, key, with_fence, args).await {
                     Err(Retry::NoScript) => Err(Error::Redis {
                         addr: self.addr.clone(),
@@ -274,24 +289,26 @@ impl Node {
 
     async fn evalsha<R: FromValue>(
         &self,
-        script: &Script,
+        script: &Loaded,
         key: &LockKey,
         with_fence: bool,
-        args: &[Value],
+        args: &[Arg<'_>],
     ) -> Result<R, Retry> {
         let mut all = Vec::with_capacity(4 + args.len());
-        all.push(Value::from(script.sha1().clone()));
+        all.push(script.sha.clone());
         if with_fence {
             all.extend([2.into(), key.key().into(), key.fence_key().into()]);
         } else {
             all.extend([1.into(), key.key().into()]);
         }
-        all.extend_from_slice(args);
+        all.extend(args.iter().map(|a| match *a {
+            Arg::Str(s) => Value::from(s),
+            Arg::Int(i) => Value::Integer(i),
+        }));
         let cmd = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
-        let client = self.client.with_options(&self.options);
         // fred's request futures are about 5 KB; boxed, ours stay small, which matters when a
         // quorum round moves one per master into a FuturesUnordered or a spawned task.
-        let call = Box::pin(client.custom::<R, Value>(cmd, all));
+        let call = Box::pin(self.requests.custom::<R, Value>(cmd, all));
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Err(e)) if e.details().starts_with("NOSCRIPT") => Err(Retry::NoScript),
             Ok(r) => r.map_err(|e| Retry::Failed(self.error(key.key(), e))),
@@ -323,6 +340,14 @@ impl Node {
     }
 }
 
+/// An argument of a script, turned into a request argument for each request sent (twice when
+/// the script has to be loaded again), so that nothing is cloned on the common path.
+#[derive(Clone, Copy)]
+enum Arg<'a> {
+    Str(&'a str),
+    Int(i64),
+}
+
 /// Why an EVALSHA did not return a result.
 enum Retry {
     /// The master does not know the script (it restarted): load it and try again.
@@ -347,29 +372,33 @@ impl Master for Node {
         ttl: Duration,
         meta: &str,
     ) -> Result<Option<u64>> {
-        let args = vec![
-            Value::from(token.value_with(meta)),
-            Value::Integer(millis(ttl)),
-        ];
+        let value;
+        let value = if meta.is_empty() {
+            token.as_str()
+        } else {
+            value = token.value_with(meta);
+            value.as_str()
+        };
+        let args = [Arg::Str(value), Arg::Int(millis(ttl))];
         let fence: Option<i64> = self.eval(&SCRIPTS.acquire, key, true, &args).await?;
         Ok(fence.map(|f| u64::try_from(f).unwrap_or(0)))
     }
 
     async fn raise(&self, key: &LockKey, token: &Token, fence: u64) -> Result<bool> {
         let fence = i64::try_from(fence).unwrap_or(i64::MAX);
-        let args = vec![Value::from(token.as_str()), Value::Integer(fence)];
+        let args = [Arg::Str(token.as_str()), Arg::Int(fence)];
         let done: i64 = self.eval(&SCRIPTS.raise, key, true, &args).await?;
         Ok(done == 1)
     }
 
     async fn extend(&self, key: &LockKey, token: &Token, ttl: Duration) -> Result<bool> {
-        let args = vec![Value::from(token.as_str()), Value::Integer(millis(ttl))];
+        let args = [Arg::Str(token.as_str()), Arg::Int(millis(ttl))];
         let done: i64 = self.eval(&SCRIPTS.extend, key, false, &args).await?;
         Ok(done == 1)
     }
 
     async fn release(&self, key: &LockKey, token: &Token) -> Result<bool> {
-        let args = vec![Value::from(token.as_str())];
+        let args = [Arg::Str(token.as_str())];
         let done: i64 = self.eval(&SCRIPTS.release, key, false, &args).await?;
         Ok(done == 1)
     }
@@ -398,7 +427,7 @@ impl Master for Node {
     }
 
     async fn health(&self) -> Result<Health> {
-        let client = self.client.with_options(&self.options);
+        let client = &self.requests;
         let info: String = self.bounded("", client.info::<String>(None)).await?;
         let field = |name: &str| {
             info.lines()

@@ -8,12 +8,15 @@
 //! way undoes its own writes before reporting (acquire deletes the key it set when the counter
 //! turns out not to be a counter).
 
-/// A check shared by the scripts that act only for the holder. The plain comparison comes
-/// first: without metadata the value is the token, and that is the common case.
-macro_rules! holds {
+/// The check that opens the scripts that act only for the holder: returns 0 unless the lock
+/// key holds `ARGV[1]`. The plain comparison comes first: without metadata the value is the
+/// token, and that is the common case. Inline rather than a Lua function, which would be a new
+/// closure on every call.
+macro_rules! unless_held_return_0 {
     () => {
-        "local function holds(v, t)
-  return v == t or (v and string.byte(v, #t + 1) == 32 and string.sub(v, 1, #t) == t)
+        "local v, t = redis.call('GET', KEYS[1]), ARGV[1]
+if v ~= t and not (v and string.byte(v, #t + 1) == 32 and string.sub(v, 1, #t) == t) then
+  return 0
 end
 "
     };
@@ -40,10 +43,8 @@ return false
 
 /// raise(key, fence; token, t) → 1 after setting the counter to max(counter, t), 0 if not held.
 pub const RAISE: &str = concat!(
-    holds!(),
-    r#"
-if not holds(redis.call('GET', KEYS[1]), ARGV[1]) then return 0 end
-local c = redis.call('GET', KEYS[2])
+    unless_held_return_0!(),
+    r#"local c = redis.call('GET', KEYS[2])
 if c and not string.match(c, '^%d+$') then
   return redis.error_reply('WRONGTYPE fencing counter is not a non-negative integer')
 end
@@ -56,20 +57,16 @@ return 1
 
 /// extend(key; token, ttl_ms) → 1 after moving the expiry, 0 if not held.
 pub const EXTEND: &str = concat!(
-    holds!(),
-    r#"
-if not holds(redis.call('GET', KEYS[1]), ARGV[1]) then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    unless_held_return_0!(),
+    r#"redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 "#
 );
 
 /// release(key; token) → 1 after deleting the key, 0 if not held.
 pub const RELEASE: &str = concat!(
-    holds!(),
-    r#"
-if not holds(redis.call('GET', KEYS[1]), ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
+    unless_held_return_0!(),
+    r#"redis.call('DEL', KEYS[1])
 return 1
 "#
 );
