@@ -346,6 +346,8 @@ async fn release_resolves_lost_and_scripts_survive_a_restart() {
     let guard = lock.try_acquire("s").await.expect("acquire").expect("free");
     let lease = guard.lease();
     let waiter = tokio::spawn(async move { lease.lost().await });
+    // Let the waiter start watching first, so that the release has to wake it.
+    tokio::task::yield_now().await;
     guard.release().await.expect("release");
     tokio::time::timeout(Duration::from_secs(5), waiter)
         .await

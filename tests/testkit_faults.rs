@@ -139,3 +139,23 @@ fn a_group_starts_independent_servers_and_kills_them_on_drop() {
         );
     }
 }
+
+#[test]
+fn wait_exit_sees_a_shutdown_and_not_a_running_server() {
+    let mut server = RedisServer::start().expect("start");
+    assert!(
+        !server
+            .wait_exit(Duration::from_millis(50))
+            .expect("wait on a running server"),
+        "a running server counted as exited"
+    );
+    assert!(server.is_running());
+    // The server closes the connection as it exits; the reply, if any, does not matter.
+    let _ = server.cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert!(
+        server.wait_exit(Duration::from_secs(10)).expect("wait"),
+        "the server did not exit after SHUTDOWN"
+    );
+    assert!(!server.is_running());
+    assert!(server.cmd(&["PING"]).is_err(), "something still answers");
+}

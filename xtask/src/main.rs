@@ -5,6 +5,8 @@
 //!   tests against real servers, doc tests, and the docs built with warnings denied.
 //! - `demo`: local masters and workers contending for one lock.
 //! - `bench`: the criterion benches, then one table of ratios against the raw-fred baseline.
+//! - `cost [CYCLES]`: instructions per acquire + release, ours against raw fred, counted by
+//!   callgrind on the client and on one master: figures that the machine's noise does not move.
 //! - `redis N`: N local masters for manual work, until Ctrl-C.
 
 use std::env;
@@ -12,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod cost;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
-const USAGE: &str = "usage: cargo xtask <ci | demo | bench | redis [N]>";
+const USAGE: &str = "usage: cargo xtask <ci | demo | bench | cost [CYCLES] | redis [N]>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("demo") => demo(),
         Some("bench") => bench::run(&args[1..]),
+        Some("cost") => cost::run(args.get(1).map(String::as_str)),
         Some("redis") => redis(args.get(1).map(String::as_str)),
         _ => Err(USAGE.to_owned()),
     };
@@ -89,31 +93,37 @@ fn ensure_redis() -> Result {
             ))
         };
     }
-    if on_path("redis-server") {
+    ensure_installed("redis-server", "redis-server")
+}
+
+/// Makes sure `program` is on PATH, installing the Debian `package` with apt-get when we are
+/// root on a Debian-like system; otherwise says what to install.
+fn ensure_installed(program: &str, package: &str) -> Result {
+    if on_path(program) {
         return Ok(());
     }
     if !(is_root() && on_path("apt-get")) {
-        return Err(
-            "redis-server is missing: install the Debian package `redis-server` \
-                    (sudo apt-get install redis-server) or set REDIS_SERVER to its path"
-                .to_owned(),
-        );
+        let hint = if program == "redis-server" {
+            " or set REDIS_SERVER to its path"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{program} is missing: install the Debian package `{package}` \
+             (sudo apt-get install {package}){hint}"
+        ));
     }
-    eprintln!("xtask: redis-server is missing; installing the Debian package redis-server");
+    eprintln!("xtask: {program} is missing; installing the Debian package {package}");
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "redis-server",
-        ])
+        .args(["install", "-y", "-qq", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    if on_path("redis-server") {
+    if on_path(program) {
         Ok(())
     } else {
-        Err("apt-get installed redis-server but it is not on PATH".to_owned())
+        Err(format!(
+            "apt-get installed {package} but {program} is not on PATH"
+        ))
     }
 }
 

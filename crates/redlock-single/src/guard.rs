@@ -104,7 +104,17 @@ impl Lease {
     /// Marks the lock lost (or released): `lost()` resolves and the validity reads zero.
     #[doc(hidden)]
     pub fn mark_lost(&self) {
-        self.state.deadline.send_replace(None);
+        let tx = &self.state.deadline;
+        // Waking waiters costs even when there are none (most guards are released without
+        // anyone watching): change the value quietly, then wake whoever watches by now. A
+        // watcher that starts later reads the new value first.
+        tx.send_if_modified(|d| {
+            *d = None;
+            false
+        });
+        if tx.receiver_count() > 0 {
+            tx.send_modify(|_| ());
+        }
     }
 
     /// Moves the deadline to `deadline` unless the lock is already lost. Returns false if lost.

@@ -162,6 +162,24 @@ impl RedisServer {
         Ok(())
     }
 
+    /// Waits up to `timeout` for the process to exit on its own (after `SHUTDOWN`, say) and
+    /// reaps it; true if it did. The process keeps running if it did not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> io::Result<bool> {
+        let deadline = Instant::now() + timeout;
+        while let Some(child) = self.child.as_mut() {
+            if child.try_wait()?.is_some() {
+                self.child = None;
+                self.paused = false;
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(true)
+    }
+
     /// Kills the process if it runs, then starts it again on the same port with the same options.
     pub fn restart(&mut self) -> io::Result<()> {
         self.restart_with(self.options.persistence)

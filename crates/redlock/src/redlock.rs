@@ -72,18 +72,18 @@ impl<M: Master> Shared<M> {
     /// Sends release to every master in the background. Requests to one master share its
     /// connection, so each release runs after whatever this lock sent that master before.
     pub(crate) fn spawn_release_all(self: &Arc<Self>, key: LockKey, token: Token) {
-        self.spawn_release(key, token, &vec![true; self.members.len()]);
+        self.spawn_release(&Arc::new((key, token)), &vec![true; self.members.len()]);
     }
 
     /// Sends release in the background to the masters `which` marks.
-    fn spawn_release(self: &Arc<Self>, key: LockKey, token: Token, which: &[bool]) {
+    fn spawn_release(self: &Arc<Self>, lock: &Arc<(LockKey, Token)>, which: &[bool]) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
         for (m, _) in self.members.iter().zip(which).filter(|(_, w)| **w) {
-            let (master, key, token) = (m.master.clone(), key.clone(), token.clone());
+            let (master, lock) = (m.master.clone(), lock.clone());
             handle.spawn(async move {
-                if let Err(e) = master.release(&key, &token).await {
+                if let Err(e) = master.release(&lock.0, &lock.1).await {
                     tracing::debug!(master = master.addr(), error = %e,
                         "background release failed; the key expires at the end of its ttl");
                 }
@@ -338,14 +338,14 @@ impl<M: Master> Redlock<M> {
     async fn attempt_inner(&self, resource: &str, key: &LockKey) -> Attempt<M> {
         let s = &self.shared;
         let n = s.members.len();
-        let token = Token::random();
         let start = Instant::now();
+        // The keys and a fresh token, shared by the requests of this attempt.
+        let lock = Arc::new((key.clone(), Token::random()));
         // Until the outcome is settled, masters may have granted the lock: if this future is
         // dropped or the attempt fails, release it on every master behind the acquires.
         let mut undo = Undo {
             shared: s.clone(),
-            key: key.clone(),
-            token: token.clone(),
+            lock: lock.clone(),
             armed: true,
             may_hold: vec![true; n],
         };
@@ -353,7 +353,6 @@ impl<M: Master> Redlock<M> {
         let voters = s.voters().await;
         // Per-master latencies are measured only for the debug log.
         let timed = tracing::enabled!(tracing::Level::DEBUG);
-        let lock = Arc::new((key.clone(), token.clone()));
         let mut tally = Tally::new(n);
         let mut failures = Vec::new();
         let mut yes: Vec<(usize, u64)> = Vec::with_capacity(n);
@@ -456,7 +455,7 @@ impl<M: Master> Redlock<M> {
         let plan = plan_fence(&yes, s.quorum());
         if !plan.to_raise.is_empty() {
             let raised = self
-                .raise(key, &token, plan.fence, &plan.to_raise, plan.at_fence)
+                .raise(key, &lock.1, plan.fence, &plan.to_raise, plan.at_fence)
                 .await;
             if raised < s.quorum() {
                 tracing::debug!(
@@ -483,10 +482,12 @@ impl<M: Master> Redlock<M> {
         };
         undo.disarm();
         tracing::debug!(fence = plan.fence, ?elapsed, validity = ?left, "acquired");
+        // The requests are done or dropped and `undo` is gone: the keys and token are ours alone.
+        let (key, token) = Arc::try_unwrap(lock).unwrap_or_else(|shared| (*shared).clone());
         Attempt::Acquired(Guard::new(
             s.clone(),
             resource.to_owned(),
-            key.clone(),
+            key,
             token,
             plan.fence,
             start,
@@ -556,8 +557,7 @@ fn failure<M: Master>(member: &Member<M>, cause: Cause) -> MasterFailure {
 /// said yes or had not answered yet is released, since its yes may be lost or still queued.
 struct Undo<M: Master> {
     shared: Arc<Shared<M>>,
-    key: LockKey,
-    token: Token,
+    lock: Arc<(LockKey, Token)>,
     armed: bool,
     may_hold: Vec<bool>,
 }
@@ -571,8 +571,7 @@ impl<M: Master> Undo<M> {
 impl<M: Master> Drop for Undo<M> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared
-                .spawn_release(self.key.clone(), self.token.clone(), &self.may_hold);
+            self.shared.spawn_release(&self.lock, &self.may_hold);
         }
     }
 }
