@@ -56,6 +56,11 @@ pub(crate) struct Target {
     /// The name of the lock.
     #[arg(long, value_name = "NAME")]
     pub(crate) key: String,
+
+    /// How long each master has to answer one request [default: the ttl / 200, between 5 ms
+    /// and 1 s]. Raise it for short ttls on busy machines or slow links.
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub(crate) timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +120,18 @@ impl Target {
         if self.key.is_empty() {
             return Err(Failure::usage("--key must not be empty"));
         }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Failure::usage("--timeout must be above zero"));
+        }
         Ok(nodes)
+    }
+
+    /// The builder for these masters, with `--timeout` if given.
+    pub(crate) fn builder(&self, nodes: Vec<String>) -> redlock::RedlockBuilder {
+        let builder = redlock::Redlock::builder().nodes(nodes);
+        match self.timeout {
+            Some(t) => builder.timeout(t),
+            None => builder,
+        }
     }
 }

@@ -29,14 +29,7 @@ pub(crate) async fn run(a: ExecArgs) -> Result<ExitCode, Failure> {
     } else {
         Retry::exponential(Duration::from_millis(10), Duration::from_millis(500)).deadline(a.wait)
     };
-    let locks = connect(
-        Redlock::builder()
-            .nodes(nodes)
-            .ttl(a.ttl)
-            .retry(retry)
-            .meta(meta),
-    )
-    .await?;
+    let locks = connect(a.target.builder(nodes).ttl(a.ttl).retry(retry).meta(meta)).await?;
 
     let guard = match locks.acquire(&key).await {
         Ok(guard) => guard,

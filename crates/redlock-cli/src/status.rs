@@ -22,7 +22,7 @@ struct Row {
 pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
     let nodes = a.target.check()?;
     let key = &a.target.key;
-    let locks: Redlock = connect(Redlock::builder().nodes(nodes).restart_guard(false)).await?;
+    let locks: Redlock = connect(a.target.builder(nodes).restart_guard(false)).await?;
     let seen = locks
         .inspect(key)
         .await

@@ -131,6 +131,31 @@ fn exit_status_is_the_commands_and_fences_increase() {
     ]);
     assert_eq!(out.status.code(), Some(7));
     assert!(!key_on_any(&g, "redlock:{f}"));
+    // A short ttl with a per-master timeout set by hand (the default would be 5 ms).
+    let out = run(&[
+        "exec",
+        "--nodes",
+        &n,
+        "--key",
+        "f",
+        "--ttl",
+        "1s",
+        "--timeout",
+        "200ms",
+        "--",
+        "sh",
+        "-c",
+        "echo $REDLOCK_FENCE $REDLOCK_VALIDITY_MS",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let parts: Vec<u64> = text
+        .split_whitespace()
+        .map(|p| p.parse().expect("number"))
+        .collect();
+    assert!(parts[0] > last, "fence {} after {last}", parts[0]);
+    assert!(parts[1] > 0 && parts[1] <= 1000, "validity {}", parts[1]);
+    assert!(!key_on_any(&g, "redlock:{f}"));
 }
 
 #[test]
@@ -349,6 +374,48 @@ fn bad_arguments_exit_64_with_one_line() {
             "twice",
         ),
         (&["status", "--nodes", "redis://127.0.0.1:1"], "--key"),
+        (
+            &[
+                "exec",
+                "--nodes",
+                "redis://127.0.0.1:1",
+                "--key",
+                "k",
+                "--timeout",
+                "0s",
+                "--",
+                "true",
+            ],
+            "--timeout",
+        ),
+        (
+            &[
+                "exec",
+                "--nodes",
+                "redis://127.0.0.1:1",
+                "--key",
+                "k",
+                "--ttl",
+                "1s",
+                "--timeout",
+                "2s",
+                "--",
+                "true",
+            ],
+            "request timeout 2s",
+        ),
+        (
+            &[
+                "status",
+                "--nodes",
+                "redis://127.0.0.1:1",
+                "--key",
+                "k",
+                "--timeout",
+                "soon",
+            ],
+            "--timeout",
+        ),
         (&["frobnicate"], "unrecognized subcommand"),
     ];
     for (args, needle) in cases {
