@@ -458,3 +458,119 @@ async fn an_even_split_is_decided_at_once() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_release_round_counts_silent_masters_as_timed_out() {
+    let mut group = persistent_masters(5);
+    let locks = locks(&group).await;
+    // A minority silent: the release still has its quorum.
+    let guard = locks
+        .try_acquire("r")
+        .await
+        .expect("acquire")
+        .expect("free");
+    for i in 0..2 {
+        group[i].pause().expect("pause");
+    }
+    guard
+        .release()
+        .await
+        .expect("release with 3 of 5 answering");
+    // A majority silent: no quorum, each silent master named with the timeout.
+    for i in 0..2 {
+        group[i].resume().expect("resume");
+    }
+    let gone = eventually(Duration::from_secs(5), || {
+        (0..5).all(|i| !exists(&group[i], "redlock:{r}"))
+    })
+    .await;
+    assert!(gone, "the release queued on the paused masters did not run");
+    let guard = locks
+        .try_acquire("r")
+        .await
+        .expect("acquire")
+        .expect("free");
+    for i in 0..3 {
+        group[i].pause().expect("pause");
+    }
+    let err = guard.release().await.expect_err("3 of 5 silent");
+    let Error::NoQuorum { failures, .. } = &err else {
+        panic!("expected no quorum, got {err:?}");
+    };
+    for i in 0..3 {
+        let addr = group[i].addr();
+        assert!(
+            failures.0.iter().any(|f| f.addr == addr
+                && matches!(
+                    f.cause,
+                    Cause::Failed(redlock_single::Error::Timeout { .. })
+                )),
+            "{addr} not named as timed out: {err}"
+        );
+    }
+    for i in 0..3 {
+        group[i].resume().expect("resume");
+    }
+    // The release requests were written: they run once the masters resume.
+    let gone = eventually(Duration::from_secs(5), || {
+        (0..5).all(|i| !exists(&group[i], "redlock:{r}"))
+    })
+    .await;
+    assert!(gone, "the release did not reach the resumed masters");
+}
+
+#[tokio::test]
+async fn masters_still_silent_when_others_refused_are_released_after_the_round() {
+    let mut group = persistent_masters(5);
+    let locks = locks(&group).await;
+    let warm = locks
+        .try_acquire("d")
+        .await
+        .expect("acquire")
+        .expect("free");
+    warm.release().await.expect("release");
+    // Held elsewhere on 3 masters (the refusals decide at once); the other 2 are paused, so
+    // their answers are still out when the attempt settles.
+    for i in 0..3 {
+        group[i]
+            .cmd(&["SET", "redlock:{d}", "other-holder", "PX", "60000"])
+            .expect("SET");
+    }
+    for i in 3..5 {
+        group[i].pause().expect("pause");
+    }
+    assert!(
+        locks
+            .try_acquire("d")
+            .await
+            .expect("a decided refusal")
+            .is_none(),
+        "held by a majority elsewhere"
+    );
+    // Stay paused past the round's deadline, so that the answers never come in time.
+    tokio::time::sleep(TIMEOUT * 3).await;
+    for i in 3..5 {
+        group[i].resume().expect("resume");
+    }
+    // On the resumed masters our acquire runs, then the release sent after the round's
+    // deadline: nothing of ours stays.
+    let clean = eventually(Duration::from_secs(5), || {
+        (3..5).all(|i| {
+            group[i]
+                .cmd(&["GET", "redlock:{d}:fence"])
+                .expect("GET")
+                .as_str()
+                == Some("2")
+                && !exists(&group[i], "redlock:{d}")
+        })
+    })
+    .await;
+    assert!(
+        clean,
+        "a key granted after the attempt settled was left behind"
+    );
+    for i in 0..3 {
+        let v = group[i].cmd(&["GET", "redlock:{d}"]).expect("GET");
+        assert_eq!(v.as_str(), Some("other-holder"));
+    }
+}
