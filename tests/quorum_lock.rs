@@ -547,13 +547,13 @@ async fn masters_still_silent_when_others_refused_are_released_after_the_round()
             .is_none(),
         "held by a majority elsewhere"
     );
-    // Stay paused past the round's deadline, so that the answers never come in time.
+    // Stay paused past the per-master timeout, so that the answers never come in time.
     tokio::time::sleep(TIMEOUT * 3).await;
     for i in 3..5 {
         group[i].resume().expect("resume");
     }
-    // On the resumed masters our acquire runs, then the release sent after the round's
-    // deadline: nothing of ours stays.
+    // On the resumed masters our acquire runs, then the release sent when its request timed
+    // out: nothing of ours stays.
     let clean = eventually(Duration::from_secs(5), || {
         (3..5).all(|i| {
             group[i]

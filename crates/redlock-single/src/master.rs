@@ -52,29 +52,6 @@ pub trait Master: std::fmt::Debug + Send + Sync + 'static {
         meta: &str,
     ) -> impl Future<Output = Result<Option<u64>>> + Send;
 
-    /// [`acquire`](Master::acquire) for a caller that bounds the whole round of requests it is
-    /// part of by the per-request timeout: an implementation may leave out its own timer.
-    /// The same as `acquire` unless overridden.
-    fn acquire_in_round(
-        &self,
-        key: &LockKey,
-        token: &Token,
-        ttl: Duration,
-        meta: &str,
-    ) -> impl Future<Output = Result<Option<u64>>> + Send {
-        self.acquire(key, token, ttl, meta)
-    }
-
-    /// [`release`](Master::release) for a caller that bounds the whole round, as
-    /// [`acquire_in_round`](Master::acquire_in_round).
-    fn release_in_round(
-        &self,
-        key: &LockKey,
-        token: &Token,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        self.release(key, token)
-    }
-
     /// If the key still holds `token`, raises the fencing counter to at least `fence` and
     /// returns true; otherwise returns false and changes nothing.
     fn raise(

@@ -266,24 +266,11 @@ impl Node {
         with_fence: bool,
         args: &[Arg<'_>],
     ) -> Result<R> {
-        self.eval_bounded(script, key, with_fence, args, true).await
-    }
-
-    /// `eval`, with the per-request timer left out when `bounded` is false (the caller bounds
-    /// the round). The reload after NOSCRIPT is always bounded.
-    async fn eval_bounded<R: FromValue>(
-        &self,
-        script: &Loaded,
-        key: &LockKey,
-        with_fence: bool,
-        args: &[Arg<'_>],
-        bounded: bool,
-    ) -> Result<R> {
-        let first = self.evalsha(script, key, with_fence, args, bounded).await;
+        let first = self.evalsha(script, key, with_fence, args).await;
         match first {
             Err(Retry::NoScript) => {
                 self.load(&script.script).await?;
-                match self.evalsha(script, key, with_fence, args, bounded).await {
+                match self.evalsha(script, key, with_fence, args).await {
                     Err(Retry::NoScript) => Err(Error::Redis {
                         addr: self.addr.clone(),
                         source: fred::error::Error::new(
@@ -306,7 +293,6 @@ impl Node {
         key: &LockKey,
         with_fence: bool,
         args: &[Arg<'_>],
-        bounded: bool,
     ) -> Result<R, Retry> {
         let mut all = Vec::with_capacity(4 + args.len());
         all.push(script.sha.clone());
@@ -323,46 +309,11 @@ impl Node {
         // fred's request futures are about 5 KB; boxed, ours stay small, which matters when a
         // quorum round moves one per master into a FuturesUnordered or a spawned task.
         let call = Box::pin(self.requests.custom::<R, Value>(cmd, all));
-        let reply = if bounded {
-            tokio::time::timeout(self.timeout, call).await
-        } else {
-            Ok(call.await)
-        };
-        match reply {
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(Err(e)) if e.details().starts_with("NOSCRIPT") => Err(Retry::NoScript),
             Ok(r) => r.map_err(|e| Retry::Failed(self.error(key.key(), e))),
             Err(_) => Err(Retry::Failed(self.timed_out())),
         }
-    }
-
-    async fn acquire_with(
-        &self,
-        key: &LockKey,
-        token: &Token,
-        ttl: Duration,
-        meta: &str,
-        bounded: bool,
-    ) -> Result<Option<u64>> {
-        let value;
-        let value = if meta.is_empty() {
-            token.as_str()
-        } else {
-            value = token.value_with(meta);
-            value.as_str()
-        };
-        let args = [Arg::Str(value), Arg::Int(millis(ttl))];
-        let fence: Option<i64> = self
-            .eval_bounded(&SCRIPTS.acquire, key, true, &args, bounded)
-            .await?;
-        Ok(fence.map(|f| u64::try_from(f).unwrap_or(0)))
-    }
-
-    async fn release_with(&self, key: &LockKey, token: &Token, bounded: bool) -> Result<bool> {
-        let args = [Arg::Str(token.as_str())];
-        let done: i64 = self
-            .eval_bounded(&SCRIPTS.release, key, false, &args, bounded)
-            .await?;
-        Ok(done == 1)
     }
 
     /// Bounds a request by the per-request timeout.
@@ -421,17 +372,16 @@ impl Master for Node {
         ttl: Duration,
         meta: &str,
     ) -> Result<Option<u64>> {
-        self.acquire_with(key, token, ttl, meta, true).await
-    }
-
-    async fn acquire_in_round(
-        &self,
-        key: &LockKey,
-        token: &Token,
-        ttl: Duration,
-        meta: &str,
-    ) -> Result<Option<u64>> {
-        self.acquire_with(key, token, ttl, meta, false).await
+        let value;
+        let value = if meta.is_empty() {
+            token.as_str()
+        } else {
+            value = token.value_with(meta);
+            value.as_str()
+        };
+        let args = [Arg::Str(value), Arg::Int(millis(ttl))];
+        let fence: Option<i64> = self.eval(&SCRIPTS.acquire, key, true, &args).await?;
+        Ok(fence.map(|f| u64::try_from(f).unwrap_or(0)))
     }
 
     async fn raise(&self, key: &LockKey, token: &Token, fence: u64) -> Result<bool> {
@@ -448,11 +398,9 @@ impl Master for Node {
     }
 
     async fn release(&self, key: &LockKey, token: &Token) -> Result<bool> {
-        self.release_with(key, token, true).await
-    }
-
-    async fn release_in_round(&self, key: &LockKey, token: &Token) -> Result<bool> {
-        self.release_with(key, token, false).await
+        let args = [Arg::Str(token.as_str())];
+        let done: i64 = self.eval(&SCRIPTS.release, key, false, &args).await?;
+        Ok(done == 1)
     }
 
     async fn inspect(&self, key: &LockKey) -> Result<Inspection> {

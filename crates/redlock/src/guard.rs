@@ -181,9 +181,7 @@ impl<M: Master> Guard<M> {
         }
         s.note_ttl(ttl);
         let start = Instant::now();
-        let round = self.round(None, |m, key, token| async move {
-            m.extend(key, token, ttl).await
-        });
+        let round = self.round(|m, key, token| async move { m.extend(key, token, ttl).await });
         // A quorum must answer within what is left of the validity, or the lock is gone anyway.
         let Ok(round) = tokio::time::timeout(self.validity(), round).await else {
             self.lease.mark_lost();
@@ -226,12 +224,8 @@ impl<M: Master> Guard<M> {
     pub async fn release(mut self) -> Result<()> {
         self.armed = false;
         self.lease.mark_lost();
-        // Unbounded requests, one timer for the round.
-        let deadline = Instant::now() + self.shared.timeout;
         let round = self
-            .round(Some(deadline), |m, key, token| async move {
-                m.release_in_round(key, token).await
-            })
+            .round(|m, key, token| async move { m.release(key, token).await })
             .await;
         match round.tally.verdict() {
             Verdict::Reached => Ok(()),
@@ -245,10 +239,9 @@ impl<M: Master> Guard<M> {
         }
     }
 
-    /// Sends `op` to every master at once and counts the answers until the outcome is known,
-    /// or until `deadline`, when the masters that have not answered count as timed out. The
-    /// requests still out when it is known run on; their answers are not awaited.
-    async fn round<'a, F, Fut>(&'a self, deadline: Option<Instant>, op: F) -> Round
+    /// Sends `op` to every master at once and counts the answers until the outcome is known.
+    /// The requests still out when it is known run on; their answers are not awaited.
+    async fn round<'a, F, Fut>(&'a self, op: F) -> Round
     where
         F: Fn(&'a M, &'a LockKey, &'a Token) -> Fut,
         Fut: Future<Output = redlock_single::Result<bool>> + 'a,
@@ -256,41 +249,18 @@ impl<M: Master> Guard<M> {
         let s = &self.shared;
         let mut tally = Tally::new(s.members.len());
         let mut failures = Vec::new();
-        let mut answered = vec![false; s.members.len()];
         let mut pending: FuturesUnordered<_> = s
             .members
             .iter()
-            .enumerate()
-            .map(|(i, m)| {
+            .map(|m| {
                 let fut = op(&m.master, &self.key, &self.token);
-                async move { (i, fut.await) }
+                async move { (m.master.addr(), fut.await) }
             })
             .collect();
         while tally.verdict() == Verdict::Pending {
-            let next = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, pending.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        for (_, m) in s.members.iter().enumerate().filter(|(i, _)| !answered[*i]) {
-                            tally.failed();
-                            failures.push(MasterFailure {
-                                addr: m.master.addr().to_owned(),
-                                cause: Cause::Failed(redlock_single::Error::Timeout {
-                                    addr: m.master.addr().to_owned(),
-                                    timeout: s.timeout,
-                                }),
-                            });
-                        }
-                        break;
-                    }
-                },
-                None => pending.next().await,
-            };
-            let Some((i, answer)) = next else {
+            let Some((addr, answer)) = pending.next().await else {
                 break;
             };
-            answered[i] = true;
-            let addr = s.members[i].master.addr();
             let cause = match answer {
                 Ok(true) => {
                     tally.yes();

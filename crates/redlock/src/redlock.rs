@@ -44,9 +44,6 @@ pub(crate) struct Member<M> {
 pub(crate) struct Shared<M> {
     pub(crate) members: Vec<Member<M>>,
     pub(crate) ttl: Duration,
-    /// How long each master has to answer one request; the acquire and release rounds are
-    /// bounded by it as a whole (see `Master::acquire_in_round`).
-    pub(crate) timeout: Duration,
     retry: Retry,
     prefix: String,
     meta: String,
@@ -373,7 +370,7 @@ impl<M: Master> Redlock<M> {
                         let sent = timed.then(Instant::now);
                         let master = &shared.members[i].master;
                         let reply = master
-                            .acquire_in_round(&lock.0, &lock.1, shared.ttl, &shared.meta)
+                            .acquire(&lock.0, &lock.1, shared.ttl, &shared.meta)
                             .await;
                         // A vote from a connection made after the health reading does not
                         // count: the master may have restarted in between.
@@ -399,34 +396,9 @@ impl<M: Master> Redlock<M> {
             }
         }
 
-        // One timer for the whole round, the requests having none of their own.
-        let deadline = Instant::now() + s.timeout;
         let mut answered = vec![false; n];
         while tally.verdict() == Verdict::Pending {
-            let next = match tokio::time::timeout_at(deadline, round.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    // The masters still out did not answer in time: they may hold our key
-                    // (their requests may still run), and `undo` releases them.
-                    for &i in &asked {
-                        if answered[i] {
-                            continue;
-                        }
-                        answered[i] = true;
-                        tally.failed();
-                        failures.push(failure(
-                            &s.members[i],
-                            Cause::Failed(redlock_single::Error::Timeout {
-                                addr: s.members[i].master.addr().to_owned(),
-                                timeout: s.timeout,
-                            }),
-                        ));
-                    }
-                    round = FuturesUnordered::new();
-                    break;
-                }
-            };
-            let Some((i, reply, latency)) = next else {
+            let Some((i, reply, latency)) = round.next().await else {
                 break;
             };
             answered[i] = true;
@@ -461,31 +433,14 @@ impl<M: Master> Redlock<M> {
             }
             if !round.is_empty() {
                 let (shared, lock) = (s.clone(), lock.clone());
-                let mut out: Vec<usize> = asked.iter().copied().filter(|&i| !answered[i]).collect();
                 tokio::spawn(async move {
-                    let release = |i: usize| {
-                        let (shared, lock) = (shared.clone(), lock.clone());
-                        async move {
+                    while let Some((i, reply, _)) = round.next().await {
+                        if !matches!(reply, Answer::No) {
                             let master = &shared.members[i].master;
                             if let Err(e) = master.release(&lock.0, &lock.1).await {
                                 tracing::debug!(master = master.addr(), error = %e,
                                     "background release failed; the key expires at the end of its ttl");
                             }
-                        }
-                    };
-                    let drain = async {
-                        while let Some((i, reply, _)) = round.next().await {
-                            out.retain(|&o| o != i);
-                            if !matches!(reply, Answer::No) {
-                                release(i).await;
-                            }
-                        }
-                    };
-                    // Bounded like the round: an answer that has not come by the deadline may
-                    // still be a yes, so those masters are released too.
-                    if tokio::time::timeout_at(deadline, drain).await.is_err() {
-                        for i in out {
-                            release(i).await;
                         }
                     }
                 });
@@ -783,7 +738,7 @@ impl RedlockBuilder {
         for f in &failures {
             tracing::warn!(master = %f.addr, "master unreachable at start; reconnecting in the background: {f}");
         }
-        Ok(self.finish(nodes, timeout))
+        Ok(self.finish(nodes))
     }
 
     /// Checks the settings and builds locks over `masters`, any implementation of [`Master`]
@@ -794,7 +749,7 @@ impl RedlockBuilder {
                 "with_masters() takes the masters themselves: do not set nodes()".into(),
             ));
         }
-        let timeout = self.check(masters.len())?;
+        self.check(masters.len())?;
         let mut seen = std::collections::HashSet::new();
         for m in &masters {
             if !seen.insert(m.addr().to_owned()) {
@@ -804,7 +759,7 @@ impl RedlockBuilder {
                 )));
             }
         }
-        Ok(self.finish(masters, timeout))
+        Ok(self.finish(masters))
     }
 
     /// Validates the settings for `n` masters; returns the per-master timeout.
@@ -825,7 +780,7 @@ impl RedlockBuilder {
         Ok(timeout)
     }
 
-    fn finish<M: Master>(self, masters: Vec<M>, timeout: Duration) -> Redlock<M> {
+    fn finish<M: Master>(self, masters: Vec<M>) -> Redlock<M> {
         let members = masters
             .into_iter()
             .map(|m| Member {
@@ -836,7 +791,6 @@ impl RedlockBuilder {
         let shared = Shared {
             members,
             ttl: self.ttl,
-            timeout,
             retry: self.retry,
             prefix: self.prefix,
             meta: self.meta,
