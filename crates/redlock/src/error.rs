@@ -113,7 +113,8 @@ pub enum Error {
         failures: Failures,
     },
 
-    /// A quorum said yes, but so late that nothing of the validity was left.
+    /// A quorum said yes, but so late that nothing of the validity was left (or less than the
+    /// builder's `min_validity`). What it took is released.
     #[error("lock {resource:?} was granted too late to rely on (after {elapsed:?})")]
     TooSlow {
         /// The resource that was asked for.

@@ -53,6 +53,8 @@ pub(crate) struct Shared<M> {
     max_ttl_ms: AtomicU64,
     pub(crate) max_extensions: Option<u32>,
     pub(crate) max_hold: Option<Duration>,
+    /// The least validity an acquisition must leave to count.
+    min_validity: Duration,
 }
 
 impl<M: Master> Shared<M> {
@@ -473,7 +475,9 @@ impl<M: Master> Redlock<M> {
         }
 
         let elapsed = start.elapsed();
-        let Some(left) = validity(s.ttl, elapsed, drift(s.ttl, s.drift_factor)) else {
+        let left = validity(s.ttl, elapsed, drift(s.ttl, s.drift_factor))
+            .filter(|left| *left >= s.min_validity);
+        let Some(left) = left else {
             tracing::debug!(?elapsed, "granted too late to rely on; releasing");
             return Attempt::Failed(Error::TooSlow {
                 resource: resource.to_owned(),
@@ -591,6 +595,7 @@ pub struct RedlockBuilder {
     restart_guard: bool,
     max_extensions: Option<u32>,
     max_hold: Option<Duration>,
+    min_validity: Duration,
 }
 
 impl Default for RedlockBuilder {
@@ -607,6 +612,7 @@ impl Default for RedlockBuilder {
             restart_guard: true,
             max_extensions: None,
             max_hold: None,
+            min_validity: Duration::ZERO,
         }
     }
 }
@@ -687,6 +693,17 @@ impl RedlockBuilder {
     /// Caps the total time one lock may be held through extensions (default: no cap).
     pub fn max_hold(mut self, max: Duration) -> Self {
         self.max_hold = Some(max);
+        self
+    }
+
+    /// The least validity an acquisition must leave to count (default: anything above zero).
+    /// A quorum that answers so late that less is left fails the attempt with
+    /// [`Error::TooSlow`], and what it took is released; `acquire` retries per its policy. Use
+    /// it when the work under the lock needs a known time before its first extension. Must be
+    /// below `ttl − drift`, or no acquisition could count; above `ttl − drift − per-master
+    /// timeout`, only acquisitions faster than the timeout count.
+    pub fn min_validity(mut self, min: Duration) -> Self {
+        self.min_validity = min;
         self
     }
 
@@ -776,6 +793,13 @@ impl RedlockBuilder {
         if self.max_hold.is_some_and(|h| h.is_zero()) {
             return bad("max_hold must be above zero".into());
         }
+        let most = self.ttl.saturating_sub(drift(self.ttl, self.drift_factor));
+        if self.min_validity >= most {
+            return bad(format!(
+                "min_validity {:?} must be below ttl − drift ({most:?}): no acquisition could leave that much",
+                self.min_validity
+            ));
+        }
         self.retry.validate()?;
         Ok(timeout)
     }
@@ -799,6 +823,7 @@ impl RedlockBuilder {
             max_ttl_ms: AtomicU64::new(0),
             max_extensions: self.max_extensions,
             max_hold: self.max_hold,
+            min_validity: self.min_validity,
         };
         shared.note_ttl(self.ttl);
         Redlock {
