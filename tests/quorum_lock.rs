@@ -574,3 +574,44 @@ async fn masters_still_silent_when_others_refused_are_released_after_the_round()
         assert_eq!(v.as_str(), Some("other-holder"));
     }
 }
+
+#[tokio::test]
+async fn a_master_whose_health_cannot_be_read_is_not_waited_for_again_at_once() {
+    let mut group = persistent_masters(5);
+    let locks = locks(&group).await;
+    // Paused before any attempt: their health, read on the first attempt, cannot be.
+    for i in 0..3 {
+        group[i].pause().expect("pause");
+    }
+    let cause_of = |err: &Error, addr: &str| -> String {
+        let Error::NoQuorum { failures, .. } = err else {
+            panic!("expected no quorum, got {err:?}");
+        };
+        let f = failures
+            .0
+            .iter()
+            .find(|f| f.addr == addr)
+            .unwrap_or_else(|| panic!("{addr} not named: {err}"));
+        format!("{:?}", f.cause)
+    };
+    let first = locks.try_acquire("h").await.expect_err("3 of 5 silent");
+    let second = locks.try_acquire("h").await.expect_err("3 of 5 silent");
+    for i in 0..3 {
+        let addr = group[i].addr();
+        // The first attempt waited for the reading and names the timeout; the next one, a
+        // moment later, does not read again and says so.
+        assert!(cause_of(&first, &addr).contains("Timeout"), "{first}");
+        assert!(cause_of(&second, &addr).contains("Unverified"), "{second}");
+    }
+    for i in 0..3 {
+        group[i].resume().expect("resume");
+    }
+    // Read again once the recheck delay has passed: they vote, and the lock is taken.
+    tokio::time::sleep(redlock::RECHECK_AFTER).await;
+    let guard = locks
+        .try_acquire("h")
+        .await
+        .expect("acquire")
+        .expect("free");
+    guard.release().await.expect("release");
+}

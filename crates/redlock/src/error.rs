@@ -22,6 +22,13 @@ pub enum Cause {
     Failed(redlock_single::Error),
     /// It had not answered when the outcome was already decided.
     NoAnswer,
+    /// Its health could not be read on this connection (the reading failed less than
+    /// `recheck_in` ago), so whether it lost locks in a restart is unknown: it does not vote
+    /// until a reading succeeds. Attempts do not wait for it meanwhile.
+    Unverified {
+        /// How long until the next attempt reads its health again.
+        recheck_in: Duration,
+    },
 }
 
 /// One master that did not count, and why.
@@ -50,6 +57,11 @@ impl fmt::Display for MasterFailure {
                 Ok(())
             }
             Cause::NoAnswer => write!(f, "{}: no answer in time", self.addr),
+            Cause::Unverified { recheck_in } => write!(
+                f,
+                "{}: its health could not be read (checked again in {recheck_in:?})",
+                self.addr
+            ),
         }
     }
 }

@@ -26,3 +26,4 @@ pub use crate::redlock::{
 pub use error::{Cause, Error, Failures, MasterFailure, Result};
 pub use guard::Guard;
 pub use redlock_single::{Health, Inspection, Lease, Master, Node, Retry};
+pub use restart::RECHECK_AFTER;

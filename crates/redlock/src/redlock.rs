@@ -108,6 +108,11 @@ impl<M: Master> Shared<M> {
             }
             let standing = lock(&m.standing);
             if standing.needs_check(epoch) {
+                if let Some(recheck_in) = standing.recheck_in(epoch, now) {
+                    // Its last reading failed a moment ago: do not wait for it again yet.
+                    verdicts.push(Err(Cause::Unverified { recheck_in }));
+                    continue;
+                }
                 to_check.push((i, epoch));
             }
             verdicts.push(may_vote(&standing, epoch, now));
@@ -119,7 +124,10 @@ impl<M: Master> Shared<M> {
             let m = &self.members[i];
             let health = match m.master.health().await {
                 Ok(h) => h,
-                Err(e) => return (i, Err(Cause::Failed(e))),
+                Err(e) => {
+                    lock(&m.standing).failed(epoch, Instant::now());
+                    return (i, Err(Cause::Failed(e)));
+                }
             };
             let mut standing = lock(&m.standing);
             let votes_from = standing.observe(&health, epoch, now, self.max_ttl());

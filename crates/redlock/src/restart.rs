@@ -15,7 +15,13 @@ pub struct Standing {
     pub checked_epoch: Option<u64>,
     /// From when the master may vote.
     pub votes_from: Option<Instant>,
+    /// The connection epoch and instant of the last reading that failed.
+    pub failed: Option<(u64, Instant)>,
 }
+
+/// How long a master whose health reading failed goes without another reading: attempts in
+/// between neither wait for it nor count its vote.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 impl Standing {
     /// Records a health reading taken at `now` on connection `epoch`, with `max_ttl` the largest
@@ -54,6 +60,22 @@ impl Standing {
     /// Whether a reading is needed before the master may vote on connection `epoch`.
     pub fn needs_check(&self, epoch: u64) -> bool {
         self.checked_epoch != Some(epoch)
+    }
+
+    /// Records a reading on connection `epoch` that failed at `now`.
+    pub fn failed(&mut self, epoch: u64, now: Instant) {
+        self.failed = Some((epoch, now));
+    }
+
+    /// If a reading on connection `epoch` failed less than [`RECHECK_AFTER`] before `now`: how
+    /// long until the next one.
+    pub fn recheck_in(&self, epoch: u64, now: Instant) -> Option<Duration> {
+        match self.failed {
+            Some((e, at)) if e == epoch => {
+                Some((at + RECHECK_AFTER).saturating_duration_since(now)).filter(|d| !d.is_zero())
+            }
+            _ => None,
+        }
     }
 
     /// How long until the master may vote (zero: now), if it was checked.
@@ -97,5 +119,19 @@ mod tests {
         );
         // Persistent masters vote at once, even after a restart.
         assert_eq!(s.observe(&health("d", 0, true), 2, now, ttl), now);
+    }
+
+    #[test]
+    fn a_failed_reading_is_not_repeated_for_a_while_on_the_same_connection() {
+        let now = Instant::now();
+        let mut s = Standing::default();
+        assert_eq!(s.recheck_in(1, now), None);
+        s.failed(1, now);
+        assert_eq!(s.recheck_in(1, now), Some(RECHECK_AFTER));
+        assert!(s.recheck_in(1, now + RECHECK_AFTER / 2).is_some());
+        assert_eq!(s.recheck_in(1, now + RECHECK_AFTER), None);
+        // A new connection is read at once.
+        assert_eq!(s.recheck_in(2, now), None);
+        assert!(s.needs_check(1));
     }
 }
