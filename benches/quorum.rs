@@ -22,8 +22,8 @@ const TTL: Duration = Duration::from_secs(10);
 const TASKS: usize = 8;
 const KEYS: usize = 4;
 const RETRY_DELAY: Duration = Duration::from_millis(1);
-const CONTENDED_FOR: Duration = Duration::from_secs(2);
-const CONTENDED_ROUNDS: usize = 3;
+const CONTENDED_FOR: Duration = Duration::from_secs(1);
+const CONTENDED_ROUNDS: usize = 6;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -141,11 +141,28 @@ fn no_quorum(rt: &tokio::runtime::Runtime, mut group: RedisGroup) {
 }
 
 /// Cycles per second of 8 tasks over 4 keys, each task its own client, both sides retrying
-/// after the same delay; alternating rounds of each side.
+/// after the same delay; alternating rounds of each side. Every client connects before the
+/// first round, so that connecting is not timed.
 fn contended(rt: &tokio::runtime::Runtime, urls: &[String]) {
+    let (ours_clients, base_clients) = rt.block_on(async {
+        let mut ours = Vec::new();
+        let mut base = Vec::new();
+        for _ in 0..TASKS {
+            ours.push(
+                connect(
+                    urls,
+                    Retry::linear(RETRY_DELAY).deadline(Duration::from_secs(5)),
+                )
+                .await,
+            );
+            base.push(QuorumBaseline::connect(urls).await.expect("baseline"));
+        }
+        (ours, base)
+    });
     let mut totals = [0u64; 2];
     for round in 0..CONTENDED_ROUNDS * 2 {
-        let ours = round % 2 == 1;
+        // Which side goes first alternates too.
+        let ours = (round + round / 2) % 2 == 1;
         let cycles = Arc::new(AtomicU64::new(0));
         rt.block_on(async {
             let deadline = tokio::time::Instant::now() + CONTENDED_FOR;
@@ -154,11 +171,7 @@ fn contended(rt: &tokio::runtime::Runtime, urls: &[String]) {
                 let key = format!("contended-{}", t % KEYS);
                 let cycles = cycles.clone();
                 if ours {
-                    let locks = connect(
-                        urls,
-                        Retry::linear(RETRY_DELAY).deadline(Duration::from_secs(5)),
-                    )
-                    .await;
+                    let locks = ours_clients[t].clone();
                     tasks.push(tokio::spawn(async move {
                         while tokio::time::Instant::now() < deadline {
                             if let Ok(g) = locks.acquire(&key).await {
@@ -168,7 +181,7 @@ fn contended(rt: &tokio::runtime::Runtime, urls: &[String]) {
                         }
                     }));
                 } else {
-                    let base = QuorumBaseline::connect(urls).await.expect("baseline");
+                    let base = base_clients[t].clone();
                     tasks.push(tokio::spawn(async move {
                         while tokio::time::Instant::now() < deadline {
                             let token = Token::random();
