@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use fred::bytes_utils::Str;
+
 use crate::error::{Error, Result};
 
 /// The default key prefix: keys are `redlock:{resource}` and `redlock:{resource}:fence`.
@@ -17,8 +19,9 @@ const FENCE_SUFFIX: &str = ":fence";
 /// the same slot, which the scripts need.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LockKey {
-    key: String,
-    fence_key: String,
+    // Shared buffers: every request of a lock clones them by reference count, not by copying.
+    key: Str,
+    fence_key: Str,
 }
 
 impl LockKey {
@@ -38,7 +41,10 @@ impl LockKey {
         let mut fence_key = String::with_capacity(key.len() + FENCE_SUFFIX.len());
         fence_key.push_str(&key);
         fence_key.push_str(FENCE_SUFFIX);
-        Ok(LockKey { key, fence_key })
+        Ok(LockKey {
+            key: key.into(),
+            fence_key: fence_key.into(),
+        })
     }
 
     /// The key that holds the token while the lock is held.
@@ -50,13 +56,21 @@ impl LockKey {
     pub fn fence_key(&self) -> &str {
         &self.fence_key
     }
+
+    pub(crate) fn shared_key(&self) -> &Str {
+        &self.key
+    }
+
+    pub(crate) fn shared_fence_key(&self) -> &Str {
+        &self.fence_key
+    }
 }
 
 /// A random 128-bit value, written as 32 lowercase hex digits, that identifies one acquisition.
 ///
 /// Only the holder knows it, so only the holder can extend or release the lock.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Token(String);
+pub struct Token(Str);
 
 /// The length of a token in characters.
 pub const TOKEN_LEN: usize = 32;
@@ -70,7 +84,7 @@ impl Token {
             .rev()
             .map(|i| char::from(HEX[((bits >> (4 * i)) & 0xf) as usize]))
             .collect();
-        Token(text)
+        Token(text.into())
     }
 
     /// The token's text.
@@ -78,12 +92,17 @@ impl Token {
         &self.0
     }
 
+    /// The token as a shared buffer, for requests.
+    pub(crate) fn shared(&self) -> &Str {
+        &self.0
+    }
+
     /// The value stored under the lock key: the token, then a space and the metadata if any.
     pub(crate) fn value_with(&self, meta: &str) -> String {
         if meta.is_empty() {
-            self.0.clone()
+            self.0.to_string()
         } else {
-            format!("{} {meta}", self.0)
+            format!("{} {meta}", &*self.0)
         }
     }
 }

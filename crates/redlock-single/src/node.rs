@@ -297,12 +297,17 @@ impl Node {
         let mut all = Vec::with_capacity(4 + args.len());
         all.push(script.sha.clone());
         if with_fence {
-            all.extend([2.into(), key.key().into(), key.fence_key().into()]);
+            all.extend([
+                2.into(),
+                Value::String(key.shared_key().clone()),
+                Value::String(key.shared_fence_key().clone()),
+            ]);
         } else {
-            all.extend([1.into(), key.key().into()]);
+            all.extend([1.into(), Value::String(key.shared_key().clone())]);
         }
         all.extend(args.iter().map(|a| match *a {
             Arg::Str(s) => Value::from(s),
+            Arg::Shared(s) => Value::String(s.clone()),
             Arg::Int(i) => Value::Integer(i),
         }));
         let cmd = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
@@ -345,6 +350,8 @@ impl Node {
 #[derive(Clone, Copy)]
 enum Arg<'a> {
     Str(&'a str),
+    /// A shared buffer: sent by reference count, not copied.
+    Shared(&'a fred::bytes_utils::Str),
     Int(i64),
 }
 
@@ -372,33 +379,33 @@ impl Master for Node {
         ttl: Duration,
         meta: &str,
     ) -> Result<Option<u64>> {
-        let value;
+        let with_meta;
         let value = if meta.is_empty() {
-            token.as_str()
+            Arg::Shared(token.shared())
         } else {
-            value = token.value_with(meta);
-            value.as_str()
+            with_meta = token.value_with(meta);
+            Arg::Str(&with_meta)
         };
-        let args = [Arg::Str(value), Arg::Int(millis(ttl))];
+        let args = [value, Arg::Int(millis(ttl))];
         let fence: Option<i64> = self.eval(&SCRIPTS.acquire, key, true, &args).await?;
         Ok(fence.map(|f| u64::try_from(f).unwrap_or(0)))
     }
 
     async fn raise(&self, key: &LockKey, token: &Token, fence: u64) -> Result<bool> {
         let fence = i64::try_from(fence).unwrap_or(i64::MAX);
-        let args = [Arg::Str(token.as_str()), Arg::Int(fence)];
+        let args = [Arg::Shared(token.shared()), Arg::Int(fence)];
         let done: i64 = self.eval(&SCRIPTS.raise, key, true, &args).await?;
         Ok(done == 1)
     }
 
     async fn extend(&self, key: &LockKey, token: &Token, ttl: Duration) -> Result<bool> {
-        let args = [Arg::Str(token.as_str()), Arg::Int(millis(ttl))];
+        let args = [Arg::Shared(token.shared()), Arg::Int(millis(ttl))];
         let done: i64 = self.eval(&SCRIPTS.extend, key, false, &args).await?;
         Ok(done == 1)
     }
 
     async fn release(&self, key: &LockKey, token: &Token) -> Result<bool> {
-        let args = [Arg::Str(token.as_str())];
+        let args = [Arg::Shared(token.shared())];
         let done: i64 = self.eval(&SCRIPTS.release, key, false, &args).await?;
         Ok(done == 1)
     }
