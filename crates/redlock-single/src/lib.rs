@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod deadline;
 mod error;
 mod guard;
 mod key;

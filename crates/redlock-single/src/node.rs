@@ -62,6 +62,11 @@ const RECONNECT_DELAY_MS: u32 = 100;
 /// were made. Every request is bounded by the per-request timeout and fails at once while the
 /// connection is down; the client reconnects in the background.
 ///
+/// The script requests' deadlines are kept by one background thread per process
+/// (`redlock-deadlines`), not by a tokio timer each, so that a runtime waiting for masters
+/// does not sleep with a timeout on every park (costly on virtual machines). They follow the
+/// real clock, also under tokio's paused test clock.
+///
 /// ```no_run
 /// # async fn demo() -> redlock_single::Result<()> {
 /// use std::time::Duration;
@@ -314,7 +319,7 @@ impl Node {
         // fred's request futures are about 5 KB; boxed, ours stay small, which matters when a
         // quorum round moves one per master into a FuturesUnordered or a spawned task.
         let call = Box::pin(self.requests.custom::<R, Value>(cmd, all));
-        match tokio::time::timeout(self.timeout, call).await {
+        match crate::deadline::bounded(self.timeout, call).await {
             Ok(Err(e)) if e.details().starts_with("NOSCRIPT") => Err(Retry::NoScript),
             Ok(r) => r.map_err(|e| Retry::Failed(self.error(key.key(), e))),
             Err(_) => Err(Retry::Failed(self.timed_out())),
