@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Result, cargo, ensure_installed, ensure_redis, root};
+use crate::{Result, cargo, ensure_installed, ensure_redis, find_on_path, root};
 
 const DEFAULT_CYCLES: u64 = 1000;
 
@@ -75,7 +75,7 @@ pub(crate) fn run(cycles: Option<&str>) -> Result {
 
 /// Instructions per cycle of the client process.
 fn client_per_cycle(exe: &Path, dir: &Path, side: &str, n: usize, cycles: u64) -> Result<f64> {
-    let count = |k: u64| -> Result<f64> {
+    per_cycle(cycles, |k| {
         let out = dir.join(format!("client-{side}-{n}-{k}.out"));
         let mut cmd = Command::new("valgrind");
         cmd.arg("--tool=callgrind")
@@ -83,10 +83,8 @@ fn client_per_cycle(exe: &Path, dir: &Path, side: &str, n: usize, cycles: u64) -
             .arg(format!("--callgrind-out-file={}", out.display()))
             .arg(exe)
             .args([side, &n.to_string(), &k.to_string()]);
-        crate::run(&mut cmd)?;
-        summary(&out)
-    };
-    Ok((count(2 * cycles)? - count(cycles)?) / cycles as f64)
+        (cmd, out)
+    })
 }
 
 /// Instructions per cycle of one master.
@@ -97,12 +95,21 @@ fn server_per_cycle(
     side: &str,
     cycles: u64,
 ) -> Result<f64> {
-    let count = |k: u64| -> Result<f64> {
+    per_cycle(cycles, |k| {
         let out = dir.join(format!("server-{side}-{k}"));
         let mut cmd = Command::new(exe);
         cmd.args([side, "1", &k.to_string()])
             .env("REDIS_SERVER", wrapper)
             .env("COST_SERVER_OUT", &out);
+        (cmd, out)
+    })
+}
+
+/// Runs `counted(k)`'s command for `2 × cycles` and for `cycles` cycles and returns the
+/// difference of the instruction totals it writes to its file, per cycle.
+fn per_cycle(cycles: u64, counted: impl Fn(u64) -> (Command, PathBuf)) -> Result<f64> {
+    let count = |k: u64| -> Result<f64> {
+        let (mut cmd, out) = counted(k);
         crate::run(&mut cmd)?;
         summary(&out)
     };
@@ -115,12 +122,7 @@ fn server_per_cycle(
 fn server_wrapper(dir: &Path) -> Result<PathBuf> {
     let redis = match env::var_os("REDIS_SERVER") {
         Some(p) => PathBuf::from(p),
-        None => env::var_os("PATH")
-            .iter()
-            .flat_map(env::split_paths)
-            .map(|d| d.join("redis-server"))
-            .find(|p| p.is_file())
-            .ok_or("redis-server is not on PATH")?,
+        None => find_on_path("redis-server").ok_or("redis-server is not on PATH")?,
     };
     let path = dir.join("redis-server-callgrind.sh");
     let script = format!(

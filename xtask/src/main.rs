@@ -65,11 +65,17 @@ fn run(cmd: &mut Command) -> Result {
     }
 }
 
-fn on_path(program: &str) -> bool {
+/// Where `program` is on PATH, if it is.
+fn find_on_path(program: &str) -> Option<PathBuf> {
     env::var_os("PATH")
         .iter()
         .flat_map(env::split_paths)
-        .any(|dir| dir.join(program).is_file())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn on_path(program: &str) -> bool {
+    find_on_path(program).is_some()
 }
 
 fn is_root() -> bool {

@@ -37,8 +37,6 @@ impl Slot {
 struct Watch {
     slots: Mutex<Vec<Weak<Slot>>>,
     added: Condvar,
-    /// Whether the thread runs; without it, requests fall back to a tokio timer.
-    running: bool,
 }
 
 /// The least time between two passes of the thread, so that deadlines close together cost one
@@ -48,27 +46,19 @@ const GRAIN: Duration = Duration::from_millis(1);
 /// Every this many requests in the list, the thread is woken to drop the finished ones.
 const PRUNE_EVERY: usize = 4096;
 
-static WATCH: LazyLock<Arc<Watch>> = LazyLock::new(|| {
-    let mut watch = Watch {
+/// The watched list, or `None` if the thread could not be started (the process is out of
+/// threads): requests then fall back to a tokio timer.
+static WATCH: LazyLock<Option<Arc<Watch>>> = LazyLock::new(|| {
+    let watch = Arc::new(Watch {
         slots: Mutex::new(Vec::new()),
         added: Condvar::new(),
-        running: false,
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<Arc<Watch>>();
-    let spawned = std::thread::Builder::new()
+    });
+    let watched = watch.clone();
+    std::thread::Builder::new()
         .name("redlock-deadlines".into())
-        .spawn(move || {
-            if let Ok(watch) = rx.recv() {
-                run(&watch);
-            }
-        });
-    watch.running = spawned.is_ok();
-    let watch = Arc::new(watch);
-    if watch.running {
-        // The thread waits for the list it watches; if it is gone, `running` says so.
-        let _ = tx.send(watch.clone());
-    }
-    watch
+        .spawn(move || run(&watched))
+        .ok()
+        .map(|_| watch)
 });
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,10 +102,9 @@ fn run(watch: &Watch) {
 
 /// `future`, failing with `Err(Elapsed)` if it is not done within `timeout`.
 pub(crate) fn bounded<F: Future + Unpin>(timeout: Duration, future: F) -> Bounded<F> {
-    let watch = &*WATCH;
-    if !watch.running {
+    let Some(watch) = WATCH.as_ref() else {
         return Bounded::Timer(Box::pin(tokio::time::timeout(timeout, future)));
-    }
+    };
     let slot = Arc::new(Slot {
         at: Instant::now() + timeout,
         fired: AtomicBool::new(false),
@@ -207,7 +196,7 @@ mod tests {
                 )
             })
             .collect();
-        let all = futures_lite_join(stuck);
+        let all = await_all(stuck);
         let outs = tokio::time::timeout(Duration::from_secs(10), all)
             .await
             .expect("every deadline fired");
@@ -215,7 +204,7 @@ mod tests {
     }
 
     /// Awaits every future in turn (they run concurrently: each was registered when made).
-    async fn futures_lite_join<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    async fn await_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
         let mut outs = Vec::with_capacity(futures.len());
         for f in futures {
             outs.push(f.await);

@@ -10,9 +10,6 @@ use crate::error::{Error, Result};
 /// The default key prefix: keys are `redlock:{resource}` and `redlock:{resource}:fence`.
 pub const DEFAULT_PREFIX: &str = "redlock:";
 
-/// What the fencing key adds to the lock key.
-const FENCE_SUFFIX: &str = ":fence";
-
 /// The two keys of one resource on a master.
 ///
 /// The resource is wrapped in `{…}` (a Redis Cluster hash tag) so that both keys always live in
@@ -33,14 +30,8 @@ impl LockKey {
                 reason: "the resource name is empty",
             });
         }
-        let mut key = String::with_capacity(prefix.len() + resource.len() + 2);
-        key.push_str(prefix);
-        key.push('{');
-        key.push_str(resource);
-        key.push('}');
-        let mut fence_key = String::with_capacity(key.len() + FENCE_SUFFIX.len());
-        fence_key.push_str(&key);
-        fence_key.push_str(FENCE_SUFFIX);
+        let key = format!("{prefix}{{{resource}}}");
+        let fence_key = format!("{key}:fence");
         Ok(LockKey {
             key: key.into(),
             fence_key: fence_key.into(),
@@ -78,13 +69,7 @@ pub const TOKEN_LEN: usize = 32;
 impl Token {
     /// A fresh token from the thread's cryptographically secure generator.
     pub fn random() -> Token {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let bits = rand::random::<u128>();
-        let text: String = (0..TOKEN_LEN)
-            .rev()
-            .map(|i| char::from(HEX[((bits >> (4 * i)) & 0xf) as usize]))
-            .collect();
-        Token(text.into())
+        Token(format!("{:032x}", rand::random::<u128>()).into())
     }
 
     /// The token's text.

@@ -62,7 +62,7 @@ const RECONNECT_DELAY_MS: u32 = 100;
 /// were made. Every request is bounded by the per-request timeout and fails at once while the
 /// connection is down; the client reconnects in the background.
 ///
-/// The script requests' deadlines are kept by one background thread per process
+/// The requests' deadlines are kept by one background thread per process
 /// (`redlock-deadlines`), not by a tokio timer each, so that a runtime waiting for masters
 /// does not sleep with a timeout on every park (costly on virtual machines). They follow the
 /// real clock, also under tokio's paused test clock.
@@ -254,6 +254,8 @@ impl Node {
 
     async fn load(&self, script: &Script) -> Result<()> {
         let lua = script.lua().cloned().unwrap_or_default();
+        // Boxed: unboxed, fred's future would sit inside every `eval` future (which awaits
+        // `load` after NOSCRIPT) and make each of them kilobytes larger to move.
         let load = Box::pin(self.requests.script_load::<Value, _>(lua));
         self.bounded("", load).await.map(drop)
     }
@@ -326,13 +328,13 @@ impl Node {
         }
     }
 
-    /// Bounds a request by the per-request timeout.
+    /// Bounds a request (boxed by the caller) by the per-request timeout.
     async fn bounded<T>(
         &self,
         key: &str,
-        request: impl Future<Output = Result<T, fred::error::Error>>,
+        request: impl Future<Output = Result<T, fred::error::Error>> + Unpin,
     ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, request).await {
+        match crate::deadline::bounded(self.timeout, request).await {
             Ok(r) => r.map_err(|e| self.error(key, e)),
             Err(_) => Err(self.timed_out()),
         }
@@ -440,7 +442,9 @@ impl Master for Node {
 
     async fn health(&self) -> Result<Health> {
         let client = &self.requests;
-        let info: String = self.bounded("", client.info::<String>(None)).await?;
+        let info: String = self
+            .bounded("", Box::pin(client.info::<String>(None)))
+            .await?;
         let field = |name: &str| {
             info.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
@@ -457,7 +461,10 @@ impl Master for Node {
         // may) counts as not persisting every write: the safe side.
         let persists_every_write = aof && {
             let reply: Result<Vec<String>> = self
-                .bounded("", client.config_get::<Vec<String>, _>("appendfsync"))
+                .bounded(
+                    "",
+                    Box::pin(client.config_get::<Vec<String>, _>("appendfsync")),
+                )
                 .await;
             matches!(reply.as_deref(), Ok([_, policy]) if policy == "always")
         };

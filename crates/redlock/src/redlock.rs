@@ -125,7 +125,7 @@ impl<M: Master> Shared<M> {
             let health = match m.master.health().await {
                 Ok(h) => h,
                 Err(e) => {
-                    lock(&m.standing).failed(epoch, Instant::now());
+                    lock(&m.standing).reading_failed(epoch, Instant::now());
                     return (i, Err(Cause::Failed(e)));
                 }
             };
@@ -494,13 +494,11 @@ impl<M: Master> Redlock<M> {
         };
         undo.disarm();
         tracing::debug!(fence = plan.fence, ?elapsed, validity = ?left, "acquired");
-        // The requests are done or dropped and `undo` is gone: the keys and token are ours alone.
-        let (key, token) = Arc::try_unwrap(lock).unwrap_or_else(|shared| (*shared).clone());
         Attempt::Acquired(Guard::new(
             s.clone(),
             resource.to_owned(),
-            key,
-            token,
+            key.clone(),
+            lock.1.clone(),
             plan.fence,
             start,
             start + left,

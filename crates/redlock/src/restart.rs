@@ -63,7 +63,7 @@ impl Standing {
     }
 
     /// Records a reading on connection `epoch` that failed at `now`.
-    pub fn failed(&mut self, epoch: u64, now: Instant) {
+    pub fn reading_failed(&mut self, epoch: u64, now: Instant) {
         self.failed = Some((epoch, now));
     }
 
@@ -126,7 +126,7 @@ mod tests {
         let now = Instant::now();
         let mut s = Standing::default();
         assert_eq!(s.recheck_in(1, now), None);
-        s.failed(1, now);
+        s.reading_failed(1, now);
         assert_eq!(s.recheck_in(1, now), Some(RECHECK_AFTER));
         assert!(s.recheck_in(1, now + RECHECK_AFTER / 2).is_some());
         assert_eq!(s.recheck_in(1, now + RECHECK_AFTER), None);
