@@ -45,7 +45,11 @@ impl fmt::Display for MasterFailure {
         match &self.cause {
             Cause::Refused => write!(f, "{}: refused", self.addr),
             Cause::Restarting { ready_in } => {
-                write!(f, "{}: restarted, votes again in {ready_in:?}", self.addr)
+                write!(
+                    f,
+                    "{}: may have lost locks in a restart; votes again in {ready_in:.1?}",
+                    self.addr
+                )
             }
             Cause::Failed(e) => {
                 write!(f, "{}: {e}", self.addr)?;
@@ -59,7 +63,7 @@ impl fmt::Display for MasterFailure {
             Cause::NoAnswer => write!(f, "{}: no answer in time", self.addr),
             Cause::Unverified { recheck_in } => write!(
                 f,
-                "{}: its health could not be read (checked again in {recheck_in:?})",
+                "{}: its health could not be read (checked again in {recheck_in:.1?})",
                 self.addr
             ),
         }
@@ -174,5 +178,33 @@ impl From<redlock_single::Error> for Error {
             }
             other => Error::Config(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_master_says_why_and_for_how_long_in_tenths_of_a_second() {
+        let failures = Failures(vec![
+            MasterFailure {
+                addr: "127.0.0.1:7000".into(),
+                cause: Cause::Restarting {
+                    ready_in: Duration::from_nanos(28_999_612_386),
+                },
+            },
+            MasterFailure {
+                addr: "127.0.0.1:7001".into(),
+                cause: Cause::Unverified {
+                    recheck_in: Duration::from_millis(940),
+                },
+            },
+        ]);
+        assert_eq!(
+            failures.to_string(),
+            "127.0.0.1:7000: may have lost locks in a restart; votes again in 29.0s; \
+             127.0.0.1:7001: its health could not be read (checked again in 940.0ms)"
+        );
     }
 }
