@@ -1,6 +1,8 @@
 //! The quorum lock against the raw-fred baseline on the same masters in the same run:
 //! uncontended acquire + release at N = 1, 3, 5 (paired, interleaved iterations, as in
-//! `single.rs`), and contended throughput: 8 tasks, 4 keys, the same retry delays.
+//! `single.rs`), and contended throughput: 8 tasks, 4 keys, the same retry delays. One more pair
+//! at N = 5, a diagnostic without a target: against a baseline that runs our own acquire script
+//! (`Acquire::Fenced`), what the library adds beyond the masters' share of the protocol.
 //!
 //! The masters persist every write (AOF, `appendfsync always`, on tmpfs), the setting the
 //! operations guide recommends, so that the restart guard lets them vote from the start.
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use redlock::{Redlock, Retry};
-use redlock_benches::{Pairs, QuorumBaseline, Side, save_figures};
+use redlock_benches::{Acquire, Pairs, QuorumBaseline, Side, save_figures};
 use redlock_single::Token;
 use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
 
@@ -52,10 +54,17 @@ fn uncontended(c: &mut Criterion) {
     )
     .expect("start masters");
     let rt = runtime();
-    for n in [1usize, 3, 5] {
+    // The last pair is a diagnostic: against a baseline that runs our own acquire script, it
+    // shows what the library adds beyond the work the per-master protocol gives the masters.
+    for (n, acquire, name) in [
+        (1usize, Acquire::Set, "quorum_acquire_release_n1"),
+        (3, Acquire::Set, "quorum_acquire_release_n3"),
+        (5, Acquire::Set, "quorum_acquire_release_n5"),
+        (5, Acquire::Fenced, "quorum_fenced_floor_n5"),
+    ] {
         let urls: Vec<String> = group.urls().into_iter().take(n).collect();
         let baseline = rt
-            .block_on(QuorumBaseline::connect(&urls))
+            .block_on(QuorumBaseline::connect(&urls, acquire))
             .expect("baseline");
         let locks = rt.block_on(connect(&urls, Retry::none()));
         let raw = || async {
@@ -71,16 +80,15 @@ fn uncontended(c: &mut Criterion) {
                 .expect("free");
             guard.release().await.expect("release");
         };
-        let name = format!("quorum_acquire_release_n{n}");
         let pairs = Pairs::default();
-        let mut g = c.benchmark_group(&name);
+        let mut g = c.benchmark_group(name);
         for (f, side) in [("raw_fred", Side::Baseline), ("redlock", Side::Ours)] {
             g.bench_function(f, |b| {
                 b.iter_custom(|iters| rt.block_on(pairs.run(iters, side, raw, ours)))
             });
         }
         g.finish();
-        pairs.save(&name).expect("write paired.txt");
+        pairs.save(name).expect("write paired.txt");
     }
     contended(&rt, &group.urls());
     no_quorum(&rt, group);
@@ -155,7 +163,11 @@ fn contended(rt: &tokio::runtime::Runtime, urls: &[String]) {
                 )
                 .await,
             );
-            base.push(QuorumBaseline::connect(urls).await.expect("baseline"));
+            base.push(
+                QuorumBaseline::connect(urls, Acquire::Set)
+                    .await
+                    .expect("baseline"),
+            );
         }
         (ours, base)
     });

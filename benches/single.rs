@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use redlock_benches::{Baseline, Pairs, Side};
+use redlock_benches::{Acquire, Baseline, Pairs, Side};
 use redlock_single::{Lock, Retry, Token};
 use redlock_testkit::RedisServer;
 
@@ -25,7 +25,7 @@ fn single(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let baseline = rt
-        .block_on(Baseline::connect(&server.url()))
+        .block_on(Baseline::connect(&server.url(), Acquire::Set))
         .expect("baseline");
     let lock = rt
         .block_on(

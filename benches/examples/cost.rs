@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use redlock::{Redlock, Retry};
-use redlock_benches::QuorumBaseline;
+use redlock_benches::{Acquire, QuorumBaseline};
 use redlock_single::Token;
 use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
 
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let base = QuorumBaseline::connect(&urls).await?;
+        let base = QuorumBaseline::connect(&urls, Acquire::Set).await?;
         let locks = Redlock::builder()
             .nodes(urls.iter().cloned())
             .ttl(TTL)

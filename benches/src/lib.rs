@@ -16,27 +16,67 @@ use redlock_single::fred::types::{ClusterHash, CustomCommand, Value};
 pub const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('DEL', KEYS[1]) else return 0 end";
 
-/// A raw fred client with the release script loaded.
+/// How a baseline takes a lock on one master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// `SET key token NX PX ttl`: the floor for one lock, which every target is measured against.
+    Set,
+    /// The library's own acquire script (`SET NX PX` and the fencing `INCR`, see
+    /// `redlock_single::scripts::ACQUIRE`) by EVALSHA: the floor for the per-master protocol
+    /// that DESIGN.md fixes. A diagnostic: against it, the ratio shows what the library adds
+    /// beyond the work its protocol makes the masters do.
+    Fenced,
+}
+
+/// A raw fred client with the release script (and, for [`Acquire::Fenced`], the acquire
+/// script) loaded.
 #[derive(Debug, Clone)]
 pub struct Baseline {
     client: Client,
     release_sha: String,
+    /// The acquire script's hash when acquiring by [`Acquire::Fenced`].
+    acquire_sha: Option<String>,
 }
 
 impl Baseline {
-    /// Connects to `url` and loads the release script.
-    pub async fn connect(url: &str) -> Result<Baseline, Box<dyn std::error::Error>> {
+    /// Connects to `url` and loads the scripts that `acquire` needs.
+    pub async fn connect(
+        url: &str,
+        acquire: Acquire,
+    ) -> Result<Baseline, Box<dyn std::error::Error>> {
         let client = Client::new(Config::from_url(url)?, None, None, None);
         client.init().await?;
         let release_sha: String = client.script_load(RELEASE).await?;
+        let acquire_sha = match acquire {
+            Acquire::Set => None,
+            Acquire::Fenced => Some(
+                client
+                    .script_load::<String, _>(redlock_single::scripts::ACQUIRE)
+                    .await?,
+            ),
+        };
         Ok(Baseline {
             client,
             release_sha,
+            acquire_sha,
         })
     }
 
-    /// One acquisition: `SET key token NX PX ttl`; true if it was free.
+    /// One acquisition (by `SET NX PX`, or by the acquire script with the counter under
+    /// `{key}:fence`); true if it was free.
     pub async fn acquire(&self, key: &str, token: &str, ttl: Duration) -> bool {
+        if let Some(sha) = &self.acquire_sha {
+            let args: Vec<Value> = vec![
+                sha.as_str().into(),
+                2.into(),
+                key.into(),
+                format!("{key}:fence").into(),
+                token.into(),
+                i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).into(),
+            ];
+            let counter: Option<i64> = self.client.custom(evalsha(), args).await.unwrap_or(None);
+            return counter.is_some();
+        }
         let px = Expiration::PX(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         let reply: Option<String> = self
             .client
@@ -48,16 +88,20 @@ impl Baseline {
 
     /// One release by the Lua check-and-delete; true if the key held `token`.
     pub async fn release(&self, key: &str, token: &str) -> bool {
-        let cmd = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
         let args: Vec<Value> = vec![
             self.release_sha.as_str().into(),
             1.into(),
             key.into(),
             token.into(),
         ];
-        let deleted: i64 = self.client.custom(cmd, args).await.unwrap_or(0);
+        let deleted: i64 = self.client.custom(evalsha(), args).await.unwrap_or(0);
         deleted == 1
     }
+}
+
+/// EVALSHA as fred's custom command, pipelined like our `Node` sends it.
+fn evalsha() -> CustomCommand {
+    CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false)
 }
 
 /// Which side of a paired measurement a criterion function reports.
@@ -162,10 +206,13 @@ pub struct QuorumBaseline {
 
 impl QuorumBaseline {
     /// Connects to every master.
-    pub async fn connect(urls: &[String]) -> Result<QuorumBaseline, Box<dyn std::error::Error>> {
+    pub async fn connect(
+        urls: &[String],
+        acquire: Acquire,
+    ) -> Result<QuorumBaseline, Box<dyn std::error::Error>> {
         let mut masters = Vec::new();
         for url in urls {
-            masters.push(Baseline::connect(url).await?);
+            masters.push(Baseline::connect(url, acquire).await?);
         }
         Ok(QuorumBaseline { masters })
     }
