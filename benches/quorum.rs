@@ -26,6 +26,7 @@ const KEYS: usize = 4;
 const RETRY_DELAY: Duration = Duration::from_millis(1);
 const CONTENDED_FOR: Duration = Duration::from_secs(1);
 const CONTENDED_ROUNDS: usize = 6;
+const SCALING_FOR: Duration = Duration::from_secs(8);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -67,19 +68,8 @@ fn uncontended(c: &mut Criterion) {
             .block_on(QuorumBaseline::connect(&urls, acquire))
             .expect("baseline");
         let locks = rt.block_on(connect(&urls, Retry::none()));
-        let raw = || async {
-            let token = Token::random();
-            assert!(baseline.acquire("bench-raw", token.as_str(), TTL).await);
-            baseline.release("bench-raw", token.as_str()).await;
-        };
-        let ours = || async {
-            let guard = locks
-                .try_acquire("bench")
-                .await
-                .expect("acquire")
-                .expect("free");
-            guard.release().await.expect("release");
-        };
+        let raw = || raw_cycle(&baseline, "bench-raw");
+        let ours = || ours_cycle(&locks, "bench");
         let pairs = Pairs::default();
         let mut g = c.benchmark_group(name);
         for (f, side) in [("raw_fred", Side::Baseline), ("redlock", Side::Ours)] {
@@ -90,8 +80,96 @@ fn uncontended(c: &mut Criterion) {
         g.finish();
         pairs.save(name).expect("write paired.txt");
     }
+    scaling(&rt, &group.urls());
     contended(&rt, &group.urls());
     no_quorum(&rt, group);
+}
+
+/// One uncontended acquire + release of ours.
+async fn ours_cycle(locks: &Redlock, resource: &str) {
+    let guard = locks
+        .try_acquire(resource)
+        .await
+        .expect("acquire")
+        .expect("free");
+    guard.release().await.expect("release");
+}
+
+/// One uncontended acquire + release of the baseline.
+async fn raw_cycle(baseline: &QuorumBaseline, key: &str) {
+    let token = Token::random();
+    assert!(baseline.acquire(key, token.as_str(), TTL).await);
+    baseline.release(key, token.as_str()).await;
+}
+
+/// N=5 against N=1, for each side, with the four measurements interleaved: one cycle of each
+/// (ours and the baseline, at N=1 and at N=5) in turn, the order rotating, for
+/// `SCALING_FOR`. The criterion groups above run one after another, so a ratio between two of
+/// them also holds whatever the machine's speed did in between; here it does not.
+fn scaling(rt: &tokio::runtime::Runtime, urls: &[String]) {
+    let (ours, raw) = rt.block_on(async {
+        let ours = [
+            connect(&urls[..1], Retry::none()).await,
+            connect(urls, Retry::none()).await,
+        ];
+        let mut raw = Vec::new();
+        for u in [&urls[..1], urls] {
+            raw.push(
+                QuorumBaseline::connect(u, Acquire::Set)
+                    .await
+                    .expect("baseline"),
+            );
+        }
+        (ours, raw)
+    });
+    // ours N=1, ours N=5, raw N=1, raw N=5.
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    rt.block_on(async {
+        let warm_up = tokio::time::Instant::now() + Duration::from_secs(1);
+        let end = warm_up + SCALING_FOR;
+        for round in 0usize.. {
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                break;
+            }
+            for k in 0..4 {
+                let which = (round + k) % 4;
+                let start = tokio::time::Instant::now();
+                // A resource of its own for each: the N=1 lock would otherwise raise the
+                // fencing counter on one master only, and every N=5 acquisition would then need
+                // a raise round to bring the others up.
+                match which {
+                    0 => ours_cycle(&ours[0], "scaling-1").await,
+                    1 => ours_cycle(&ours[1], "scaling-5").await,
+                    2 => raw_cycle(&raw[0], "scaling-raw-1").await,
+                    _ => raw_cycle(&raw[1], "scaling-raw-5").await,
+                }
+                if now >= warm_up {
+                    times[which].push(start.elapsed());
+                }
+            }
+        }
+    });
+    let [o1, o5, r1, r5] = times.map(|mut t| {
+        t.sort_unstable();
+        t[t.len() / 2].as_secs_f64() * 1e9
+    });
+    println!(
+        "N=5 / N=1, interleaved: ours {:.3} ({o5:.0} / {o1:.0} ns), raw fred {:.3} ({r5:.0} / {r1:.0} ns)",
+        o5 / o1,
+        r5 / r1
+    );
+    save_figures(
+        "quorum_scaling",
+        "scaling.txt",
+        &[
+            ("ours_n1_ns".into(), o1),
+            ("ours_n5_ns".into(), o5),
+            ("baseline_n1_ns".into(), r1),
+            ("baseline_n5_ns".into(), r5),
+        ],
+    )
+    .expect("write scaling.txt");
 }
 
 /// How long an attempt takes to report "no quorum" when a majority of the masters is paused:

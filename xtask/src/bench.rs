@@ -55,16 +55,24 @@ fn report() -> Result {
         "medians of every iteration, the two sides alternating in the same run (see benches/); \
          target -: a diagnostic"
     );
-    let n1 = paired(&dir, "quorum_acquire_release_n1");
-    let n5 = paired(&dir, "quorum_acquire_release_n5");
-    if let (Some((o1, b1, _)), Some((o5, b5, _))) = (n1, n5) {
-        let ratio = o5 / o1;
+    if let (Some((o1, b1, _)), Some((o5, b5, _))) = (
+        paired(&dir, "quorum_acquire_release_n1"),
+        paired(&dir, "quorum_acquire_release_n5"),
+    ) {
+        // For reference only: the two groups run tens of seconds apart, so the machine's
+        // drift in between enters this ratio; the interleaved figure below is the one to go by.
         println!(
             "{:<28} {:>44.3} {:>8}   raw fred's own: {:.3}",
-            "quorum N=5 / N=1 (ours)",
-            ratio,
-            "≤1.50",
+            "N=5 / N=1, groups above",
+            o5 / o1,
+            "-",
             b5 / b1
+        );
+    }
+    if let Some((ratio, own)) = scaling(&dir) {
+        println!(
+            "{:<28} {:>44.3} {:>8}   raw fred's own: {own:.3}",
+            "N=5 / N=1, interleaved", ratio, "≤1.50",
         );
         if ratio > 1.5 {
             missed.push(format!("N=5/N=1: {ratio:.3} > 1.50"));
@@ -118,6 +126,16 @@ fn figures(dir: &Path, group: &str, file: &str) -> Option<impl Fn(&str) -> Optio
             }
         })
     })
+}
+
+/// (ours, baseline) N=5 / N=1 from `quorum_scaling/scaling.txt`, where the four medians come
+/// from interleaved cycles (see `scaling` in `benches/quorum.rs`).
+fn scaling(dir: &Path) -> Option<(f64, f64)> {
+    let f = figures(dir, "quorum_scaling", "scaling.txt")?;
+    Some((
+        f("ours_n5_ns")? / f("ours_n1_ns")?,
+        f("baseline_n5_ns")? / f("baseline_n1_ns")?,
+    ))
 }
 
 /// (ours, baseline) cycles per second from `quorum_contended/throughput.txt`.
