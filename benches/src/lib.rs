@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use redlock_single::fred::bytes_utils::Str;
 use redlock_single::fred::clients::Client;
 use redlock_single::fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
 use redlock_single::fred::prelude::{Config, Expiration, SetOptions};
@@ -66,11 +67,14 @@ impl Baseline {
     /// `{key}:fence`); true if it was free.
     pub async fn acquire(&self, key: &str, token: &str, ttl: Duration) -> bool {
         if let Some(sha) = &self.acquire_sha {
+            let mut fence_key = String::with_capacity(key.len() + 6);
+            fence_key.push_str(key);
+            fence_key.push_str(":fence");
             let args: Vec<Value> = vec![
                 sha.as_str().into(),
-                2.into(),
+                Value::String(Str::from_static("2")),
                 key.into(),
-                format!("{key}:fence").into(),
+                fence_key.into(),
                 token.into(),
                 i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).into(),
             ];
@@ -90,7 +94,7 @@ impl Baseline {
     pub async fn release(&self, key: &str, token: &str) -> bool {
         let args: Vec<Value> = vec![
             self.release_sha.as_str().into(),
-            1.into(),
+            Value::String(Str::from_static("1")),
             key.into(),
             token.into(),
         ];
@@ -99,7 +103,8 @@ impl Baseline {
     }
 }
 
-/// EVALSHA as fred's custom command, pipelined like our `Node` sends it.
+/// EVALSHA as fred's custom command, pipelined like our `Node` sends it. (Its key count goes as
+/// ready text, as ours does: an integer argument costs fred a float logarithm to encode.)
 fn evalsha() -> CustomCommand {
     CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false)
 }
