@@ -24,7 +24,7 @@ struct LeaseState {
     deadline: Mutex<Option<Instant>>,
     /// Wakes the `lost()` watchers when the deadline changes. (A `watch` channel did this
     /// before: made and dropped with every guard, it cost an acquire + release cycle about
-    /// 1 000 instructions more, most of them waking no one on drop.)
+    /// 700 instructions more, most of them waking no one on drop.)
     changed: Notify,
 }
 
@@ -403,8 +403,8 @@ pub(crate) fn spawn_release<M: Master>(master: Arc<M>, key: LockKey, token: Toke
 mod tests {
     use super::*;
 
-    /// Whether `lost()` of `lease`, polled by a task since before, has resolved once the
-    /// paused clock reaches `at`.
+    /// Whether `watcher` (a task awaiting a lease's `lost()` since before) has finished once
+    /// the paused clock reaches `at`.
     async fn lost_by(watcher: &tokio::task::JoinHandle<()>, at: Instant) -> bool {
         tokio::time::sleep_until(at).await;
         // Lets the watcher run after the clock moved.
