@@ -112,14 +112,11 @@ fn scaling(rt: &tokio::runtime::Runtime, urls: &[String]) {
             connect(&urls[..1], Retry::none()).await,
             connect(urls, Retry::none()).await,
         ];
-        let mut raw = Vec::new();
-        for u in [&urls[..1], urls] {
-            raw.push(
-                QuorumBaseline::connect(u, Acquire::Set)
-                    .await
-                    .expect("baseline"),
-            );
-        }
+        let raw = [
+            QuorumBaseline::connect(&urls[..1], Acquire::Set).await,
+            QuorumBaseline::connect(urls, Acquire::Set).await,
+        ]
+        .map(|b| b.expect("baseline"));
         (ours, raw)
     });
     // ours N=1, ours N=5, raw N=1, raw N=5.
