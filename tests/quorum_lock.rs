@@ -5,23 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redlock::{Cause, Error, MasterFailure, Redlock, Retry};
-use redlock_testkit::{Persistence, RedisGroup, Reply, ServerOptions};
-use redlock_tests::{eventually, exists};
+use redlock_testkit::{Persistence, RedisGroup, Reply};
+use redlock_tests::{counter, eventually, exists, persistent_masters};
 
 const TTL: Duration = Duration::from_secs(10);
 const TIMEOUT: Duration = Duration::from_millis(100);
-
-/// Masters that persist every write (AOF, `appendfsync always`): they vote from the start.
-fn persistent_masters(n: usize) -> RedisGroup {
-    RedisGroup::start_with(
-        n,
-        ServerOptions {
-            persistence: Persistence::AofAlways,
-            ..Default::default()
-        },
-    )
-    .expect("start masters")
-}
 
 /// The failure that a no-quorum error names for the master at `addr`.
 fn failure_of<'a>(err: &'a Error, addr: &str) -> &'a MasterFailure {
@@ -35,22 +23,46 @@ fn failure_of<'a>(err: &'a Error, addr: &str) -> &'a MasterFailure {
         .unwrap_or_else(|| panic!("{addr} not named: {err}"))
 }
 
+/// Whether `f` is a master that did not answer in time: its request, or the reading of its
+/// health that its vote waited for.
 fn timed_out(f: &MasterFailure) -> bool {
     matches!(
         f.cause,
         Cause::Failed(redlock_single::Error::Timeout { .. })
+            | Cause::Unverified {
+                reason: redlock_single::Error::Timeout { .. },
+                ..
+            }
     )
 }
 
+/// Locks over `group`, connected to every master and with every master's health read: the
+/// state the tests below start from (`connect` itself returns once a quorum is connected).
 async fn locks(group: &RedisGroup) -> Redlock {
-    Redlock::builder()
+    let locks = connect_only(group).await;
+    for (addr, vote) in locks.voters().await {
+        assert!(vote.is_ok(), "{addr} does not vote: {vote:?}");
+    }
+    locks
+}
+
+/// Locks over `group`, connected to every master, without any master's health read yet.
+async fn connect_only(group: &RedisGroup) -> Redlock {
+    let locks = Redlock::builder()
         .nodes(group.urls())
         .ttl(TTL)
         .timeout(TIMEOUT)
         .retry(Retry::none())
         .connect()
         .await
-        .expect("connect")
+        .expect("connect");
+    // `connect` returns once a quorum is connected; the others follow.
+    for node in locks.masters() {
+        node.wait_ready(Duration::from_secs(10))
+            .await
+            .expect("every master connects");
+    }
+    locks
 }
 
 #[tokio::test]
@@ -122,6 +134,7 @@ async fn a_partial_acquisition_is_cleaned_up_everywhere() {
             .expect("SET");
         assert_eq!(r, Reply::Status("OK".into()));
     }
+    let warm_counter = counter(&group[2], "p");
     group[2].pause().expect("pause");
     let err = locks
         .try_acquire("p")
@@ -129,14 +142,10 @@ async fn a_partial_acquisition_is_cleaned_up_everywhere() {
         .expect_err("2 yes, 2 no, 1 silent of 5");
     assert!(matches!(err, Error::NoQuorum { .. }), "{err}");
     group[2].resume().expect("resume");
-    // The acquire runs on the paused master once it resumes (its counter moves from the
-    // warm-up's 1 to 2), and the release queued behind it on the same connection follows.
+    // The acquire runs on the paused master once it resumes (its counter moves past the
+    // warm-up's), and the release queued behind it on the same connection follows.
     let ran = eventually(Duration::from_secs(5), || {
-        group[2]
-            .cmd(&["GET", "redlock:{p}:fence"])
-            .expect("GET")
-            .as_str()
-            == Some("2")
+        counter(&group[2], "p") > warm_counter
     })
     .await;
     assert!(ran, "the queued acquire never ran on the resumed master");
@@ -398,10 +407,14 @@ async fn bad_configuration_and_unreachable_masters_are_typed() {
         .connect()
         .await
         .expect_err("no quorum");
-    let Error::NoQuorum { failures, .. } = &err else {
+    let Error::Connect { failures, .. } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(failures.0.len(), 2, "{err}");
+    for d in &dead {
+        let addr = d.trim_start_matches("redis://");
+        assert_eq!(err.to_string().matches(addr).count(), 1, "{err}");
+    }
     // One of three down is fine: it is reconnected in the background.
     let second = persistent_masters(1);
     let locks = Redlock::builder()
@@ -528,6 +541,7 @@ async fn masters_still_silent_when_others_refused_are_released_after_the_round()
             .cmd(&["SET", "redlock:{d}", "other-holder", "PX", "60000"])
             .expect("SET");
     }
+    let warm: Vec<u64> = (0..5).map(|i| counter(&group[i], "d")).collect();
     for i in 3..5 {
         group[i].pause().expect("pause");
     }
@@ -547,19 +561,21 @@ async fn masters_still_silent_when_others_refused_are_released_after_the_round()
     // On the resumed masters our acquire runs, then the release sent when its request timed
     // out: nothing of ours stays.
     let clean = eventually(Duration::from_secs(5), || {
-        (3..5).all(|i| {
-            group[i]
-                .cmd(&["GET", "redlock:{d}:fence"])
-                .expect("GET")
-                .as_str()
-                == Some("2")
-                && !exists(&group[i], "redlock:{d}")
-        })
+        (3..5).all(|i| counter(&group[i], "d") > warm[i] && !exists(&group[i], "redlock:{d}"))
     })
     .await;
+    let state: Vec<_> = (3..5)
+        .map(|i| {
+            (
+                warm[i],
+                counter(&group[i], "d"),
+                exists(&group[i], "redlock:{d}"),
+            )
+        })
+        .collect();
     assert!(
         clean,
-        "a key granted after the attempt settled was left behind"
+        "a key granted after the attempt settled was left behind: (warm, now, held) {state:?}"
     );
     for i in 0..3 {
         let v = group[i].cmd(&["GET", "redlock:{d}"]).expect("GET");
@@ -570,21 +586,26 @@ async fn masters_still_silent_when_others_refused_are_released_after_the_round()
 #[tokio::test]
 async fn a_master_whose_health_cannot_be_read_is_not_waited_for_again_at_once() {
     let mut group = persistent_masters(5);
-    let locks = locks(&group).await;
+    let locks = connect_only(&group).await;
     // Paused before any attempt: their health, read on the first attempt, cannot be.
     for i in 0..3 {
         group[i].pause().expect("pause");
     }
     let first = locks.try_acquire("h").await.expect_err("3 of 5 silent");
     let second = locks.try_acquire("h").await.expect_err("3 of 5 silent");
+    let recheck = |err: &Error, addr: &str| match &failure_of(err, addr).cause {
+        Cause::Unverified { recheck_in, .. } => *recheck_in,
+        other => panic!("{addr}: {other} in {err}"),
+    };
     for i in 0..3 {
         let addr = group[i].addr();
-        // The first attempt waited for the reading and names the timeout; the next one, a
-        // moment later, does not read again and says so.
+        // The first attempt waited for the reading and names its timeout; the next one, a
+        // moment later, does not read again: it reports the same failed reading, whose
+        // recheck is nearer.
         assert!(timed_out(failure_of(&first, &addr)), "{first}");
         assert!(
-            matches!(failure_of(&second, &addr).cause, Cause::Unverified { .. }),
-            "{second}"
+            recheck(&second, &addr) < recheck(&first, &addr),
+            "{first} / {second}"
         );
     }
     for i in 0..3 {

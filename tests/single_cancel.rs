@@ -3,12 +3,11 @@
 use std::time::Duration;
 
 use redlock_single::Retry;
-use redlock_testkit::RedisServer;
 use redlock_tests::{builder, eventually, exists};
 
 #[tokio::test]
 async fn dropping_acquire_at_random_points_leaves_no_key() {
-    let server = RedisServer::start().expect("start redis");
+    let server = redlock_tests::server();
     // A ttl far longer than the test: any key left behind would still be there at the end.
     let lock = builder(&server, Duration::from_secs(60))
         .retry(Retry::linear(Duration::from_millis(1)).attempts(3))
@@ -52,7 +51,7 @@ async fn dropping_acquire_at_random_points_leaves_no_key() {
 
 #[tokio::test]
 async fn dropping_with_lock_releases_in_the_background() {
-    let server = RedisServer::start().expect("start redis");
+    let server = redlock_tests::server();
     let lock = builder(&server, Duration::from_secs(60))
         .connect()
         .await

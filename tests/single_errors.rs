@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use redlock_single::{Error, Lock, Retry};
-use redlock_testkit::{RedisServer, Reply};
+use redlock_testkit::Reply;
 use redlock_tests::{builder, connect, exists};
 
 const TTL: Duration = Duration::from_secs(10);
@@ -91,7 +91,7 @@ async fn bad_configuration_is_refused_before_connecting() {
 
 #[tokio::test]
 async fn url_and_client_together_are_refused() {
-    let server = RedisServer::start().expect("start redis");
+    let server = redlock_tests::server();
     let client = redlock_single::fred::clients::Client::new(
         redlock_single::fred::prelude::Config::from_url(&server.url()).expect("url"),
         None,
@@ -118,7 +118,7 @@ async fn url_and_client_together_are_refused() {
 
 #[tokio::test]
 async fn empty_resource_is_refused() {
-    let server = RedisServer::start().expect("start redis");
+    let server = redlock_tests::server();
     let lock = connect(&server, TTL).await;
     for r in [
         lock.try_acquire("").await.map(|_| ()),
@@ -157,12 +157,14 @@ async fn unreachable_master_is_named() {
 
 #[tokio::test]
 async fn a_killed_master_fails_fast_and_typed() {
-    let mut server = RedisServer::start().expect("start redis");
+    let mut server = redlock_tests::server();
     let lock = connect(&server, TTL).await;
     server.kill().expect("kill");
     let err = lock.try_acquire("k").await.expect_err("master is dead");
+    // Down before its health was read (the reading failed) or after (the request failed).
+    let down = |e: &Error| matches!(e, Error::Unreachable { .. } | Error::Timeout { .. });
     assert!(
-        matches!(err, Error::Unreachable { .. } | Error::Timeout { .. }),
+        down(&err) || matches!(&err, Error::Unverified { reason, .. } if down(reason)),
         "{err:?}"
     );
     assert!(err.is_transient());
@@ -171,12 +173,19 @@ async fn a_killed_master_fails_fast_and_typed() {
 
 #[tokio::test]
 async fn a_paused_master_times_out_and_the_lock_it_granted_late_is_released() {
-    let mut server = RedisServer::start().expect("start redis");
+    let mut server = redlock_tests::server();
     let lock = builder(&server, TTL)
         .timeout(Duration::from_millis(100))
         .connect()
         .await
         .expect("connect");
+    // Heard from once, so that the master grants: the acquire itself meets the pause.
+    let warm = lock
+        .try_acquire("warm")
+        .await
+        .expect("acquire")
+        .expect("free");
+    warm.release().await.expect("release");
     server.pause().expect("pause");
     let err = lock.try_acquire("p").await.expect_err("paused");
     match &err {
@@ -193,13 +202,13 @@ async fn a_paused_master_times_out_and_the_lock_it_granted_late_is_released() {
         redlock_tests::eventually(Duration::from_secs(3), || !exists(&server, "redlock:{p}")).await;
     assert!(gone, "the timed-out acquire left a lock behind");
     // Nothing was lost: the counter shows the late acquire ran, and the lock is free.
-    assert_eq!(lock.inspect("p").await.expect("inspect").fence, 1);
+    assert!(lock.inspect("p").await.expect("inspect").fence > 0);
     assert!(lock.try_acquire("p").await.expect("acquire").is_some());
 }
 
 #[tokio::test]
 async fn a_foreign_value_under_the_lock_name_is_a_typed_error() {
-    let server = RedisServer::start().expect("start redis");
+    let server = redlock_tests::server();
     let lock = connect(&server, TTL).await;
 
     // Someone stored a list under the lock's key.
@@ -250,7 +259,7 @@ async fn a_foreign_value_under_the_lock_name_is_a_typed_error() {
 
 #[tokio::test]
 async fn extend_with_zero_ttl_is_refused() {
-    let server = RedisServer::start().expect("start redis");
+    let server = redlock_tests::server();
     let lock = connect(&server, TTL).await;
     let guard = lock.try_acquire("z").await.expect("acquire").expect("free");
     assert!(matches!(

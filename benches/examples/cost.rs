@@ -38,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         },
     )?;
+    // Fresh masters have granted nothing: let them vote at once (RedisServer::vouch).
+    group.vouch()?;
     let urls = group.urls();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

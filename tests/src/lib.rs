@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use redlock_single::{Lock, LockBuilder, Retry};
-use redlock_testkit::RedisServer;
+use redlock_testkit::{Persistence, RedisGroup, RedisServer, ServerOptions};
 
 // The README's example is compiled here, so that the front page cannot rot.
 #[cfg(doctest)]
@@ -13,6 +13,38 @@ struct ReadmeDoctests;
 
 /// A per-request timeout generous enough for a loaded CI machine running tests in parallel.
 pub const TEST_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A fresh server that votes at once: it has granted no lock, so the test vouches for it
+/// (`RedisServer::vouch`), as a client does once a master has waited out its restart delay.
+pub fn server() -> RedisServer {
+    server_with(ServerOptions::default())
+}
+
+/// [`server`] with `options`.
+pub fn server_with(options: ServerOptions) -> RedisServer {
+    let server = RedisServer::start_with(options).expect("start redis");
+    server.vouch().expect("vouch for the fresh server");
+    server
+}
+
+/// `n` fresh masters that persist every write (AOF, `appendfsync always`), vouched for so that
+/// they vote at once.
+pub fn persistent_masters(n: usize) -> RedisGroup {
+    masters_with(
+        n,
+        ServerOptions {
+            persistence: Persistence::AofAlways,
+            ..Default::default()
+        },
+    )
+}
+
+/// `n` fresh masters started with `options`, vouched for so that they vote at once.
+pub fn masters_with(n: usize, options: ServerOptions) -> RedisGroup {
+    let group = RedisGroup::start_with(n, options).expect("start masters");
+    group.vouch().expect("vouch for the fresh masters");
+    group
+}
 
 /// A builder for a lock on `server` with `ttl`, no retries and a per-request timeout of
 /// [`TEST_TIMEOUT`] or a quarter of the ttl, whichever is smaller.
@@ -54,4 +86,36 @@ pub fn exists(server: &RedisServer, key: &str) -> bool {
         .as_int()
         .expect("EXISTS answers an integer")
         == 1
+}
+
+/// The fencing counter of `resource` on `server` (0 when absent), read without the library.
+pub fn counter(server: &RedisServer, resource: &str) -> u64 {
+    let key = redlock_single::LockKey::new(redlock_single::DEFAULT_PREFIX, resource).expect("key");
+    server
+        .cmd(&["GET", key.fence_key()])
+        .expect("GET")
+        .as_str()
+        .map_or(0, |c| c.parse().expect("a counter"))
+}
+
+/// The server's clock, in whole seconds (`TIME`).
+pub fn server_seconds(server: &RedisServer) -> u64 {
+    let redlock_testkit::Reply::Array(Some(t)) = server.cmd(&["TIME"]).expect("TIME") else {
+        panic!("TIME answers an array")
+    };
+    t[0].as_str().expect("seconds").parse().expect("a number")
+}
+
+/// How many times `server` ran EVALSHA (and EVAL) since it started, from its command stats.
+pub fn script_calls(server: &RedisServer) -> u64 {
+    let stats = server.cmd(&["INFO", "commandstats"]).expect("INFO");
+    let stats = stats.as_str().expect("text");
+    ["cmdstat_evalsha:", "cmdstat_eval:"]
+        .iter()
+        .filter_map(|name| {
+            let line = stats.lines().find(|l| l.starts_with(name))?;
+            let calls = line.split("calls=").nth(1)?.split(',').next()?;
+            calls.parse::<u64>().ok()
+        })
+        .sum()
 }

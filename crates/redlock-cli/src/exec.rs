@@ -30,29 +30,48 @@ pub(crate) async fn run(a: ExecArgs) -> Result<ExitCode, Failure> {
         Retry::exponential(Duration::from_millis(10), Duration::from_millis(500)).deadline(a.wait)
     };
     let locks = connect(a.target.builder(nodes).ttl(a.ttl).retry(retry).meta(meta)).await?;
+    let outcome = run_locked(&locks, &a, &key).await;
+    // On every path: the releases still in flight (of a failed attempt, or the minority of
+    // our own release) get their answers before the process exits, or keys of ours would stay
+    // on the masters for the whole ttl.
+    locks.close().await;
+    outcome
+}
 
-    let guard = match locks.acquire(&key).await {
+/// Acquires, runs the command, releases.
+async fn run_locked(locks: &Redlock, a: &ExecArgs, key: &str) -> Result<ExitCode, Failure> {
+    let guard = match locks.acquire(key).await {
         Ok(guard) => guard,
-        Err(e) => return Err(not_acquired(&locks, &key, e).await),
+        Err(e) => return Err(not_acquired(locks, key, e).await),
     };
 
     let program = &a.command[0];
-    let mut child = tokio::process::Command::new(program)
+    let spawned = tokio::process::Command::new(program)
         .args(&a.command[1..])
-        .env("REDLOCK_KEY", &key)
+        .env("REDLOCK_KEY", key)
         .env("REDLOCK_FENCE", guard.fence().to_string())
         .env(
             "REDLOCK_VALIDITY_MS",
             guard.validity().as_millis().to_string(),
         )
         .process_group(0)
-        .spawn()
-        .map_err(|e| Failure::new(127, format!("cannot run {program}: {e}")))?;
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            // Nothing ran under the lock: give it back at once rather than hold it a ttl.
+            let _ = guard.release().await;
+            return Err(Failure::new(127, format!("cannot run {program}: {e}")));
+        }
+    };
     let group = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw)
-        .ok_or_else(|| Failure::software("the command has no process id"))?;
+        .map(Pid::from_raw);
+    let Some(group) = group else {
+        let _ = guard.release().await;
+        return Err(Failure::software("the command has no process id"));
+    };
 
     let outcome = guard
         .keep_extended(wait_forwarding(&mut child, group), a.ttl)
@@ -92,7 +111,7 @@ pub(crate) async fn connect(builder: redlock::RedlockBuilder) -> Result<Redlock,
         .map_err(|e| match e {
             Error::Config(m) => Failure::usage(m),
             Error::InvalidResource { .. } => Failure::usage(e.to_string()),
-            Error::NoQuorum { .. } => Failure::new(exit::UNAVAILABLE, unreachable(&e)),
+            Error::Connect { .. } => Failure::new(exit::UNAVAILABLE, unreachable(&e)),
             other => Failure::software(other.to_string()),
         })
 }
@@ -104,6 +123,11 @@ fn unreachable(e: &Error) -> String {
             masters,
             failures,
             ..
+        }
+        | Error::Connect {
+            needed,
+            masters,
+            failures,
         } => {
             format!("cannot reach a quorum ({needed} of {masters} masters): {failures}")
         }
@@ -114,8 +138,8 @@ fn unreachable(e: &Error) -> String {
 /// Exit 75 with who holds the lock, or 69 when masters could not be reached.
 async fn not_acquired(locks: &Redlock, key: &str, e: Error) -> Failure {
     let down = matches!(&e, Error::NoQuorum { failures, .. }
-        if failures.0.iter().any(|f| matches!(f.cause, Cause::Failed(_))));
-    if down {
+        if failures.0.iter().any(|f| matches!(f.cause, Cause::Failed(_) | Cause::Unverified { .. })));
+    if down || matches!(e, Error::WrongType { .. } | Error::Closed) {
         return Failure::new(exit::UNAVAILABLE, unreachable(&e));
     }
     let holders: Vec<String> = match locks.inspect(key).await {

@@ -8,16 +8,18 @@ use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redlock");
 
-/// Three masters that persist every write, so that they vote at once.
+/// Three fresh masters that persist every write, vouched for so that they vote at once.
 fn masters() -> RedisGroup {
-    RedisGroup::start_with(
+    let group = RedisGroup::start_with(
         3,
         ServerOptions {
             persistence: Persistence::AofAlways,
             ..Default::default()
         },
     )
-    .expect("start masters")
+    .expect("start masters");
+    group.vouch().expect("vouch for the fresh masters");
+    group
 }
 
 fn nodes(g: &RedisGroup) -> String {

@@ -2,18 +2,23 @@
 //! keeps a lock extended while the user's future runs.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::background::{Background, DropGuard};
 use crate::error::{Error, Result};
-use crate::guard::{Guard, Lease, spawn_release};
-use crate::key::{DEFAULT_PREFIX, LockKey, Token};
-use crate::master::{Inspection, Master};
-use crate::node::Node;
+use crate::guard::{Guard, release_later};
+use crate::key::{DEFAULT_PREFIX, LockKey, RestartKeys, Token, check_prefix};
+use crate::lease::{Lease, LeaseWriter};
+use crate::master::{Connection, Inspection, Master};
+use crate::node::{DEFAULT_MAX_IN_FLIGHT, Node, NodeOptions};
 use crate::retry::Retry;
+use crate::tls::TlsOptions;
 use crate::validity::{DEFAULT_DRIFT_FACTOR, drift, validity};
+use crate::voters::{RestartPolicy, Voters};
 
 /// The default ttl of a lock.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -24,7 +29,7 @@ pub const DEFAULT_RETRY: Retry =
     Retry::exponential(Duration::from_millis(10), Duration::from_millis(500))
         .deadline(Duration::from_secs(10));
 
-/// The default bound on connecting to a master and loading the scripts.
+/// The default bound on connecting to a master.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings shared by every lock taken through one [`Lock`].
@@ -39,7 +44,8 @@ struct Settings {
 
 /// Locks on one Redis master.
 ///
-/// Cheap to clone: clones share the connection. See the [crate docs](crate) for an overview.
+/// Cheap to clone: clones share the connection and the background work. See the
+/// [crate docs](crate) for an overview.
 ///
 /// ```no_run
 /// # async fn demo() -> redlock_single::Result<()> {
@@ -55,18 +61,19 @@ struct Settings {
 /// let guard = lock.acquire("invoices/42").await?;
 /// // ... charge the invoice, passing guard.fence() to the storage ...
 /// guard.release().await?;
+/// lock.close().await;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct Lock<M: Master = Node> {
-    master: Arc<M>,
+    voters: Arc<Voters<M>>,
     settings: Arc<Settings>,
 }
 
 impl<M: Master> Clone for Lock<M> {
     fn clone(&self) -> Self {
         Lock {
-            master: self.master.clone(),
+            voters: self.voters.clone(),
             settings: self.settings.clone(),
         }
     }
@@ -74,7 +81,8 @@ impl<M: Master> Clone for Lock<M> {
 
 impl Lock<Node> {
     /// A builder with the defaults: ttl 10 s, [`DEFAULT_RETRY`], prefix `redlock:`, no metadata,
-    /// per-request timeout `ttl / 200` (between 5 ms and 1 s), drift factor 0.01.
+    /// per-request timeout `ttl / 200` (between 5 ms and 1 s), drift factor 0.01, the restart
+    /// guard on, at most [`DEFAULT_MAX_IN_FLIGHT`] requests in flight.
     pub fn builder() -> LockBuilder {
         LockBuilder::default()
     }
@@ -89,7 +97,7 @@ enum Attempt<M: Master> {
 impl<M: Master> Lock<M> {
     /// The master this lock runs on.
     pub fn master(&self) -> &M {
-        &self.master
+        self.voters.master(0)
     }
 
     /// The ttl of every lock taken here.
@@ -98,7 +106,9 @@ impl<M: Master> Lock<M> {
     }
 
     /// Makes one attempt: `Ok(Some(guard))` if the lock was free, `Ok(None)` if someone else
-    /// holds it.
+    /// holds it. Fails with [`Error::Restarting`] while the master may have lost locks in a
+    /// restart (the error says when it grants again), with [`Error::Closed`] after
+    /// [`close`](Lock::close), and with the master's error when it fails.
     ///
     /// # Cancel safety
     ///
@@ -114,7 +124,7 @@ impl<M: Master> Lock<M> {
 
     /// Takes the lock, waiting for it per the retry policy. Fails with [`Error::Held`] when the
     /// policy gives up while someone else holds it, or with the last master error when the master
-    /// kept failing; bad input fails at once.
+    /// kept failing; bad input and final errors (a wrong type, refused credentials) fail at once.
     ///
     /// # Cancel safety
     ///
@@ -194,7 +204,23 @@ impl<M: Master> Lock<M> {
     ///
     /// Cancel-safe: it only reads.
     pub async fn inspect(&self, resource: &str) -> Result<Inspection> {
-        self.master.inspect(&self.key(resource)?).await
+        let key = self.key(resource)?;
+        self.master().connection()?.inspect(&key).await
+    }
+
+    /// Takes no new locks from now on (attempts fail with [`Error::Closed`]), and waits until
+    /// the background work (releases of failed, cancelled and dropped attempts and guards) has
+    /// an answer from the master. Each of those requests is bounded by the per-request timeout.
+    /// Guards still held can be extended and released as before.
+    ///
+    /// Call it before the runtime ends: a process that exits without it can leave keys on the
+    /// master until their ttl ends.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the background work goes on, and the lock stays closed.
+    pub async fn close(&self) {
+        self.voters.background().close().await;
     }
 
     fn key(&self, resource: &str) -> Result<LockKey> {
@@ -203,17 +229,28 @@ impl<M: Master> Lock<M> {
 
     async fn attempt(&self, resource: &str, key: &LockKey) -> Result<Attempt<M>> {
         let s = &*self.settings;
+        if self.voters.background().is_closed() {
+            return Err(Error::Closed);
+        }
+        let conn = self
+            .voters
+            .voter(0)
+            .await
+            .map_err(|why| why.into_error(self.master().addr()))?;
         let token = Token::random();
         let start = Instant::now();
         // Until the reply is in, the master may have granted the lock: if this future is
-        // dropped or the request fails, release it behind the acquire.
-        let undo = Undo {
-            master: self.master.clone(),
-            key: key.clone(),
-            token: token.clone(),
-            armed: true,
+        // dropped or the request fails, release it behind the acquire, on the same connection.
+        let undo = {
+            let (voters, key, token, conn) = (
+                self.voters.clone(),
+                key.clone(),
+                token.clone(),
+                conn.clone(),
+            );
+            DropGuard::new(move || release_later(&voters, key, token, Some(conn)))
         };
-        let fence = match self.master.acquire(key, &token, s.ttl, &s.meta).await? {
+        let fence = match conn.acquire(key, &token, s.ttl, &s.meta).await? {
             Some(fence) => fence,
             None => {
                 undo.disarm();
@@ -224,42 +261,19 @@ impl<M: Master> Lock<M> {
         let Some(left) = validity(s.ttl, elapsed, drift(s.ttl, s.drift_factor)) else {
             tracing::debug!(resource, ?elapsed, "granted too late to rely on; releasing");
             return Err(Error::Timeout {
-                addr: self.master.addr().to_owned(),
+                addr: self.master().addr().to_owned(),
                 timeout: elapsed,
             });
         };
         undo.disarm();
+        let lease = LeaseWriter::new(resource.to_owned(), fence, start + left);
         Ok(Attempt::Acquired(Guard::new(
-            self.master.clone(),
-            resource.to_owned(),
+            self.voters.clone(),
+            lease,
             key.clone(),
             token,
-            fence,
-            start + left,
             s.drift_factor,
         )))
-    }
-}
-
-/// Releases a possibly granted lock when dropped armed.
-struct Undo<M: Master> {
-    master: Arc<M>,
-    key: LockKey,
-    token: Token,
-    armed: bool,
-}
-
-impl<M: Master> Undo<M> {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl<M: Master> Drop for Undo<M> {
-    fn drop(&mut self) {
-        if self.armed {
-            spawn_release(self.master.clone(), self.key.clone(), self.token.clone());
-        }
     }
 }
 
@@ -276,6 +290,9 @@ pub struct LockBuilder {
     timeout: Option<Duration>,
     connect_timeout: Duration,
     drift_factor: f64,
+    restart: RestartPolicy,
+    max_in_flight: usize,
+    tls: TlsOptions,
 }
 
 impl Default for LockBuilder {
@@ -290,18 +307,22 @@ impl Default for LockBuilder {
             timeout: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             drift_factor: DEFAULT_DRIFT_FACTOR,
+            restart: RestartPolicy::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            tls: TlsOptions::default(),
         }
     }
 }
 
 impl LockBuilder {
-    /// The master's URL, `redis://[user:password@]host:port[/db]`.
+    /// The master's URL, `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
     }
 
-    /// An existing fred client to one server, instead of a URL.
+    /// A fred client to one server, instead of a URL: the lock makes its own connections with
+    /// the client's configuration (server, credentials, database, TLS).
     pub fn client(mut self, client: fred::clients::Client) -> Self {
         self.client = Some(client);
         self
@@ -319,7 +340,7 @@ impl LockBuilder {
         self
     }
 
-    /// The prefix of every key (default `redlock:`).
+    /// The prefix of every key (default `redlock:`); no `{` or `}`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -338,7 +359,7 @@ impl LockBuilder {
         self
     }
 
-    /// The bound on connecting and loading the scripts (default 5 s).
+    /// The bound on connecting (default 5 s), which fred's handshake follows too.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -350,21 +371,76 @@ impl LockBuilder {
         self
     }
 
+    /// Whether a master that may have lost locks in a restart grants nothing until the restart
+    /// delay has passed (default on); see [`voters`](crate::voters). Off, a master that
+    /// restarted empty grants a lock that another client still believes it holds.
+    pub fn restart_guard(mut self, on: bool) -> Self {
+        self.restart.enabled = on;
+        self
+    }
+
+    /// Whether a master that persists every write (AOF with `appendfsync always`) grants locks
+    /// at once after a restart (default off). Only right when the master always ran that way
+    /// and never fails over to a replica: the persistence of the process that came back says
+    /// nothing about the one that crashed. Needs `CONFIG GET` rights.
+    pub fn trust_persistence(mut self, on: bool) -> Self {
+        self.restart.trust_persistence = on;
+        self
+    }
+
+    /// The least restart delay (default: the largest ttl any client of the master is known to
+    /// use, at least 2 s). Set it to the largest ttl of the fleet when clients with different
+    /// ttls share a single master: a master that lost its data lost what it knew of them.
+    pub fn restart_delay(mut self, delay: Duration) -> Self {
+        self.restart.delay = Some(delay);
+        self
+    }
+
+    /// How many requests may wait for an answer from the master at once (default
+    /// [`DEFAULT_MAX_IN_FLIGHT`]); beyond it a request fails at once with
+    /// [`Error::Overloaded`].
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
+    /// For a `rediss://` master: the PEM file of the certificates to trust instead of the
+    /// system's roots.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// For a `rediss://` master that asks for a client certificate (mutual TLS): the PEM
+    /// certificate chain and private key to present.
+    pub fn tls_client_auth(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls.client_auth = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Checks the settings and connects to the master.
     ///
-    /// Fails with [`Error::Config`] on bad settings, and with [`Error::Unreachable`] or
-    /// [`Error::Timeout`] when the master cannot be reached.
+    /// Fails with [`Error::Config`] on bad settings, and with the master's error when it cannot
+    /// be reached within the connect timeout. The master is reconnected in the background
+    /// whenever its connection breaks.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe: dropping it drops the half-made connection.
     pub async fn connect(mut self) -> Result<Lock<Node>> {
         let timeout = self.check()?;
+        let options = NodeOptions {
+            timeout,
+            connect_timeout: self.connect_timeout,
+            max_in_flight: self.max_in_flight,
+            tls: self.tls.clone(),
+        };
         let node = match (self.url.take(), self.client.take()) {
-            (Some(url), None) => Node::connect(&url, timeout, self.connect_timeout).await?,
-            (None, Some(client)) => {
-                Node::from_client(client, timeout, self.connect_timeout).await?
-            }
+            (Some(url), None) => Node::build(&url, options)?,
+            (None, Some(client)) => Node::from_config(
+                fred::interfaces::ClientLike::client_config(&client),
+                options,
+            )?,
             (None, None) => {
                 return Err(Error::Config(
                     "no master: set url() or client() on the builder".into(),
@@ -376,20 +452,21 @@ impl LockBuilder {
                 ));
             }
         };
-        Ok(self.finish(node))
+        node.wait_ready(self.connect_timeout).await?;
+        self.finish(node, timeout)
     }
 
     /// Checks the settings and builds a lock on `master`, any implementation of [`Master`]
     /// (such as the testkit's in-memory model). Its own timeout applies; `url` and `client` must
     /// not be set.
     pub fn with_master<M: Master>(self, master: M) -> Result<Lock<M>> {
-        self.check()?;
+        let timeout = self.check()?;
         if self.url.is_some() || self.client.is_some() {
             return Err(Error::Config(
                 "with_master() takes the master itself: do not set url() or client()".into(),
             ));
         }
-        Ok(self.finish(master))
+        self.finish(master, timeout)
     }
 
     /// Validates the settings; returns the per-request timeout.
@@ -399,13 +476,28 @@ impl LockBuilder {
         if self.connect_timeout.is_zero() {
             return Err(Error::Config("connect timeout must be above zero".into()));
         }
+        if self.max_in_flight == 0 {
+            return Err(Error::Config(
+                "max_in_flight must be at least 1: no request could be sent".into(),
+            ));
+        }
+        check_prefix(&self.prefix).map_err(Error::Config)?;
         self.retry.validate()?;
         Ok(timeout)
     }
 
-    fn finish<M: Master>(self, master: M) -> Lock<M> {
-        Lock {
-            master: Arc::new(master),
+    fn finish<M: Master>(self, master: M, timeout: Duration) -> Result<Lock<M>> {
+        let keys = RestartKeys::new(&self.prefix)?;
+        let voters = Voters::new(
+            vec![master],
+            keys,
+            self.restart,
+            self.ttl,
+            timeout,
+            Background::default(),
+        );
+        Ok(Lock {
+            voters: Arc::new(voters),
             settings: Arc::new(Settings {
                 ttl: self.ttl,
                 retry: self.retry,
@@ -413,6 +505,6 @@ impl LockBuilder {
                 meta: self.meta,
                 drift_factor: self.drift_factor,
             }),
-        }
+        })
     }
 }

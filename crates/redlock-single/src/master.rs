@@ -1,15 +1,16 @@
-//! The operations of one master that the locks are built from, as a trait, so that the quorum
-//! crate and the in-memory model (`SimNode` in `redlock-testkit`) share them with [`Node`].
-//!
-//! [`Node`]: crate::Node
+//! The per-master protocol as two traits: a [`Master`] (one server, reconnecting in the
+//! background) hands out its live [`Connection`], and the protocol's operations run on a
+//! connection. The locks read a master's health and send their requests on one connection
+//! and count a vote only from the connection whose health they read. `Node` implements the
+//! traits with fred, and `SimNode` in `redlock-testkit` in memory.
 
 use std::future::Future;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::key::{Holder, LockKey, Token};
+use crate::key::{Holder, LockKey, RestartKeys, Token};
 
-/// What one master knows about a resource, as returned by [`Master::inspect`].
+/// What one master knows about a resource, as returned by [`Connection::inspect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspection {
     /// Who holds the lock on this master, if anyone.
@@ -20,30 +21,57 @@ pub struct Inspection {
     pub fence: u64,
 }
 
-/// What a master says about itself, for deciding whether it may have forgotten locks it granted.
+/// What a master says about itself and the restart guard's keys, for deciding whether it may
+/// have forgotten locks it granted; see [`voters`](crate::voters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
-    /// The server's `run_id`: a new one after every restart.
+    /// The server's `run_id`: a new one for every process.
     pub run_id: String,
-    /// How long the server has been running.
+    /// How long the server process has been running.
     pub uptime: Duration,
-    /// Whether every write is on disk before it is acknowledged (AOF with `appendfsync
-    /// always`), so that a restart, even after a crash, comes back with every key and counter.
-    pub persists_every_write: bool,
+    /// Whether the server now writes every write to disk before acknowledging it (AOF with
+    /// `appendfsync always`); `None` when it was not asked (see
+    /// [`trust_persistence`](crate::LockBuilder::trust_persistence)).
+    pub persists_every_write: Option<bool>,
+    /// The incarnation key: the `run_id` under which clients last let this master vote, if any.
+    pub incarnation: Option<String>,
+    /// The restart delay the master keeps, after the reading raised it to the client's own.
+    pub restart_delay: Duration,
 }
 
-/// The per-master protocol: five atomic operations on one master.
+/// One master: its address, and its connection while it has one.
 ///
-/// Each call is one request to the master. Implementations keep the requests for one master in
-/// the order they were made, so that a release never overtakes the acquire it undoes. Every
-/// method fails with a typed [`Error`](crate::Error) naming the master when the master cannot
-/// answer within the implementation's per-request timeout.
+/// Implementations keep connecting in the background, for as long as they live.
 pub trait Master: std::fmt::Debug + Send + Sync + 'static {
+    /// A connection to this master.
+    type Conn: Connection;
+
     /// The master's address, `host:port`, as shown in errors.
     fn addr(&self) -> &str;
 
+    /// The live connection, or why there is none ([`Error::Unreachable`](crate::Error)
+    /// with the last connection error).
+    fn connection(&self) -> Result<Self::Conn>;
+
+    /// Resolves with `Ok` once the master is connected, or with the error of its last
+    /// connection attempt once one has failed and it is not connected. Does not wait on its
+    /// own: bound it with a timeout.
+    fn ready(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// One connection to a master: the protocol's atomic operations.
+///
+/// Requests on one connection reach the master in the order they were made, so that a release
+/// never overtakes the acquire it undoes. Every request is bounded by the implementation's
+/// per-request timeout, and fails with a typed [`Error`](crate::Error) naming the master. A
+/// connection that broke stays broken (its requests fail); the master makes a new one.
+pub trait Connection: std::fmt::Debug + Clone + Send + Sync + 'static {
+    /// An id that no other connection of the same master has (nor had).
+    fn id(&self) -> u64;
+
     /// Sets the lock key to `token` (and `meta`) with expiry `ttl` if it is free, and then
-    /// increments the fencing counter. Returns the new counter, or `None` if the key was held.
+    /// moves the fencing counter to `max(counter + 1, whole seconds of the master's clock ×
+    /// 1,000,000)`. Returns the new counter, or `None` if the key was held.
     fn acquire(
         &self,
         key: &LockKey,
@@ -75,10 +103,22 @@ pub trait Master: std::fmt::Debug + Send + Sync + 'static {
     /// Reads the holder, the remaining ttl and the fencing counter of a resource.
     fn inspect(&self, key: &LockKey) -> impl Future<Output = Result<Inspection>> + Send;
 
-    /// Reads the master's run id, uptime and persistence.
-    fn health(&self) -> impl Future<Output = Result<Health>> + Send;
+    /// Reads the master's run id, uptime and restart keys (and its persistence when
+    /// `persistence` is set), raising its restart delay to `delay` first.
+    fn health(
+        &self,
+        keys: &RestartKeys,
+        delay: Duration,
+        persistence: bool,
+    ) -> impl Future<Output = Result<Health>> + Send;
 
-    /// A number that changes every time the connection to the master is (re)established, so
-    /// that a caller knows when to read [`health`](Master::health) again.
-    fn epoch(&self) -> u64;
+    /// Raises the master's restart delay to `delay` and returns the master's value.
+    fn restart_delay(
+        &self,
+        keys: &RestartKeys,
+        delay: Duration,
+    ) -> impl Future<Output = Result<Duration>> + Send;
+
+    /// Sets the incarnation key to `run_id`: this master may vote under `run_id` from now on.
+    fn vouch(&self, keys: &RestartKeys, run_id: &str) -> impl Future<Output = Result<()>> + Send;
 }

@@ -1,67 +1,61 @@
-//! [`Node`]: one master reached through one multiplexed fred client, running the protocol's
-//! scripts by EVALSHA and reloading them when the master answers NOSCRIPT (after a restart).
+//! [`Node`]: one master reached through fred. A background task keeps it connected for as long
+//! as the node lives: it makes one fred client per connection (never reconnecting one
+//! client), publishes the connection while it is up, and when it breaks or cannot be made,
+//! tries again with a jittered backoff from 100 ms to 2 s, whatever state the master was in at
+//! start (down, paused, slow).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use fred::bytes_utils::Str;
-use fred::clients::{Client, WithOptions};
-use fred::interfaces::{ClientLike, ConfigInterface, EventInterface, LuaInterface};
-use fred::prelude::{Builder, Config, Options, ReconnectPolicy, ServerConfig};
-use fred::types::scripts::Script;
-use fred::types::{ClusterHash, CustomCommand};
-use fred::types::{FromValue, Value};
+use fred::interfaces::ClientLike;
+use fred::prelude::{Builder, Config, ServerConfig};
+use rand::Rng;
+use tokio::sync::watch;
 
+use crate::conn::NodeConn;
 use crate::error::{Error, Result};
-use crate::key::{Holder, LockKey, Token};
-use crate::master::{Health, Inspection, Master};
-use crate::scripts;
+use crate::master::Master;
+use crate::tls::TlsOptions;
 
-/// One script and its hash as a ready argument (cloning it only counts a reference).
-struct Loaded {
-    script: Script,
-    sha: Value,
+/// The default bound on requests to one master that wait for an answer at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// The first wait before a new connection attempt; it doubles up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How a [`Node`] talks to its master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// The bound on each request.
+    pub timeout: Duration,
+    /// The bound on making one connection (TCP, TLS and fred's handshake).
+    pub connect_timeout: Duration,
+    /// How many requests may wait for an answer at once; beyond it a request fails at once with
+    /// [`Error::Overloaded`].
+    pub max_in_flight: usize,
+    /// Certificates for `rediss://` URLs.
+    pub tls: TlsOptions,
 }
 
-impl Loaded {
-    fn new(lua: &str) -> Loaded {
-        let script = Script::from_lua(lua);
-        let sha = Value::from(script.sha1().clone());
-        Loaded { script, sha }
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(5),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            tls: TlsOptions::default(),
+        }
     }
 }
 
-/// The scripts, hashed once per process.
-struct Scripts {
-    acquire: Loaded,
-    raise: Loaded,
-    extend: Loaded,
-    release: Loaded,
-    inspect: Loaded,
-}
-
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    acquire: Loaded::new(scripts::ACQUIRE),
-    raise: Loaded::new(scripts::RAISE),
-    extend: Loaded::new(scripts::EXTEND),
-    release: Loaded::new(scripts::RELEASE),
-    inspect: Loaded::new(scripts::INSPECT),
-});
-
-/// The bound on one TCP connection attempt and on the handshake.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How often a lost connection is retried, in milliseconds. Commands made while it is down
-/// fail at once (`fail_fast`) rather than queue behind the reconnection.
-const RECONNECT_DELAY_MS: u32 = 100;
-
-/// One Redis (or Valkey) master, reached through one fred client.
+/// One Redis (or Valkey) master, reached through fred; see the [module docs](self).
 ///
-/// All requests share the client's one connection, so the master runs them in the order they
-/// were made. Every request is bounded by the per-request timeout and fails at once while the
-/// connection is down; the client reconnects in the background.
+/// All requests on one connection share it, so the master runs them in the order they were
+/// made. Requests fail at once while the master is not connected; the node keeps trying in the
+/// background, and stops when the last clone is dropped.
 ///
 /// The requests' deadlines are kept by one background thread per process
 /// (`redlock-deadlines`), not by a tokio timer each, so that a runtime waiting for masters
@@ -70,112 +64,101 @@ const RECONNECT_DELAY_MS: u32 = 100;
 ///
 /// ```no_run
 /// # async fn demo() -> redlock_single::Result<()> {
-/// use std::time::Duration;
-/// use redlock_single::{Master, Node};
-/// let node = Node::connect(
-///     "redis://127.0.0.1:6379",
-///     Duration::from_millis(50),
-///     Duration::from_secs(5),
-/// )
-/// .await?;
+/// use redlock_single::{Master, Node, NodeOptions};
+/// let node = Node::connect("redis://127.0.0.1:6379", NodeOptions::default()).await?;
 /// assert_eq!(node.addr(), "127.0.0.1:6379");
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Node {
-    client: Client,
-    /// The client with the options every request is sent with (fail fast, one attempt).
-    requests: WithOptions<Client>,
-    addr: String,
-    timeout: Duration,
-    tasks: Arc<Tasks>,
+    inner: Arc<NodeInner>,
 }
 
-/// The node's background tasks, stopped when the last clone of the node is dropped: the
-/// connection task (when the node started it) and a listener that counts the connections
-/// made, so that callers know when the master may have restarted.
 #[derive(Debug)]
-struct Tasks {
-    count: Arc<AtomicU64>,
-    listener: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
-    connection: Option<tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
+struct NodeInner {
+    addr: String,
+    state: Arc<watch::Sender<State>>,
+    /// The task that keeps the node connected; aborted with the last clone.
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Tasks {
+impl Drop for NodeInner {
     fn drop(&mut self) {
-        self.listener.abort();
-        if let Some(c) = &self.connection {
-            c.abort();
-        }
+        self.task.abort();
     }
 }
 
+/// Where the node stands.
+#[derive(Debug, Clone)]
+enum State {
+    /// Not connected: `failed` attempts since the last connection (or the start), the last
+    /// error if any.
+    Connecting {
+        failed: u32,
+        last: Option<Error>,
+    },
+    Connected(NodeConn),
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Connection ids, unique in the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 impl Node {
-    /// Connects to the master at `url` (`redis://[user:password@]host:port[/db]`, or `rediss://`
-    /// when fred's TLS features are enabled) with `timeout` for each request, and loads the scripts.
+    /// Connects to the master at `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `rediss://` with the `tls` feature): waits until it is connected, at most
+    /// `options.connect_timeout`.
     ///
-    /// Fails with [`Error::Config`] on a URL that does not name one server and with
-    /// [`Error::Unreachable`] or [`Error::Timeout`] when the master does not answer within
-    /// `connect_timeout`.
+    /// Fails with [`Error::Config`] on a URL that does not name one server, and with the
+    /// master's error when it cannot be reached in time.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future drops the half-made client and its connection task.
-    pub async fn connect(url: &str, timeout: Duration, connect_timeout: Duration) -> Result<Node> {
-        let node = Node::build(url, timeout)?;
-        node.ready(connect_timeout).await?;
+    /// Dropping the future drops the node and its connection attempts.
+    pub async fn connect(url: &str, options: NodeOptions) -> Result<Node> {
+        let connect_timeout = options.connect_timeout;
+        let node = Node::build(url, options)?;
+        node.wait_ready(connect_timeout).await?;
         Ok(node)
     }
 
     /// Builds a node for the master at `url` and starts connecting in the background, without
-    /// waiting: the client keeps reconnecting until the node is dropped. Requests fail fast
-    /// while it is not connected. Fails only on a bad URL, or when called outside a tokio
-    /// runtime.
-    pub fn build(url: &str, timeout: Duration) -> Result<Node> {
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+    /// waiting. Fails only on a bad URL or bad options, or when called outside a tokio runtime.
+    pub fn build(url: &str, options: NodeOptions) -> Result<Node> {
+        let tls = url.starts_with("rediss://");
+        if !(tls || url.starts_with("redis://")) {
             return Err(Error::Config(format!(
                 "bad master URL {url:?}: it must start with redis:// or rediss://"
             )));
         }
-        let bad = |e: fred::error::Error| {
-            Error::Config(format!("bad master URL {url:?}: {}", e.details()))
-        };
-        let config = Config::from_url(url).map_err(bad)?;
-        let mut builder = Builder::from_config(config);
-        builder
-            .with_connection_config(|c| {
-                c.connection_timeout = CONNECTION_TIMEOUT;
-                c.internal_command_timeout = CONNECTION_TIMEOUT;
-                c.max_command_attempts = 1;
-            })
-            .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS));
-        let client = builder.build().map_err(bad)?;
-        Node::start(client, timeout)
+        if tls && !cfg!(feature = "tls") {
+            return Err(Error::Config(format!(
+                "{url:?} asks for TLS, but this build has no TLS (enable the `tls` feature); \
+                 refusing to send anything in plain text"
+            )));
+        }
+        let config = Config::from_url(url)
+            .map_err(|e| Error::Config(format!("bad master URL {url:?}: {}", e.details())))?;
+        Node::from_config(config, options)
     }
 
-    /// Uses an existing fred client to a single server (not a cluster or a sentinel set),
-    /// connecting it first if it is not connected yet, and loads the scripts.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future leaves the client as it was given.
-    pub async fn from_client(
-        client: Client,
-        timeout: Duration,
-        connect_timeout: Duration,
-    ) -> Result<Node> {
-        let node = Node::start(client, timeout)?;
-        node.ready(connect_timeout).await?;
-        Ok(node)
-    }
-
-    fn start(client: Client, timeout: Duration) -> Result<Node> {
+    /// Builds a node from a fred configuration of one server (not a cluster or a sentinel set)
+    /// and starts connecting in the background. The node makes its own clients from it.
+    pub fn from_config(mut config: Config, options: NodeOptions) -> Result<Node> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config(
                 "a node must be made inside a tokio runtime (it spawns its connection task)".into(),
             ));
         }
-        let addr = match &client.client_config().server {
+        let addr = match &config.server {
             ServerConfig::Centralized { server } => format!("{}:{}", server.host, server.port),
             other => {
                 return Err(Error::Config(format!(
@@ -183,306 +166,210 @@ impl Node {
                 )));
             }
         };
-        let count = Arc::new(AtomicU64::new(0));
-        let counter = count.clone();
-        // Subscribe before connecting, so that the first connection is counted too.
-        let listener = client.on_reconnect(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async { Ok(()) }
-        });
-        let connection = (!client.is_connected()).then(|| client.connect());
-        // The per-request timeout is applied around each call (see `eval`), not by fred.
-        let requests = client.with_options(&Options {
-            fail_fast: true,
-            max_attempts: Some(1),
-            ..Options::default()
-        });
+        check_options(&options)?;
+        tls_config(&mut config, &options.tls, &addr)?;
+        // Fail now on what would fail every connection attempt.
+        client(&config, &options)?;
+        let state = Arc::new(watch::Sender::new(State::Connecting {
+            failed: 0,
+            last: None,
+        }));
+        let task = tokio::spawn(keep_connected(addr.clone(), config, options, state.clone()));
         Ok(Node {
-            tasks: Arc::new(Tasks {
-                count,
-                listener,
-                connection,
-            }),
-            requests,
-            client,
-            addr,
-            timeout,
+            inner: Arc::new(NodeInner { addr, state, task }),
         })
     }
 
-    /// Waits until the master is connected and the scripts are loaded, for at most
-    /// `connect_timeout`.
+    /// Whether the master is connected now.
+    pub fn is_connected(&self) -> bool {
+        matches!(*self.inner.state.borrow(), State::Connected(_))
+    }
+
+    /// Waits until the master is connected, for at most `bound`; fails with the last connection
+    /// error once an attempt has failed, or with a timeout.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe: the node keeps connecting in the background.
-    pub async fn ready(&self, connect_timeout: Duration) -> Result<()> {
-        let ready = async {
-            if !self.client.is_connected() {
-                self.client
-                    .wait_for_connect()
-                    .await
-                    .map_err(|e| self.error("", e))?;
-            }
-            self.load_scripts().await
-        };
-        match tokio::time::timeout(connect_timeout, ready).await {
-            Ok(result) => result,
+    pub async fn wait_ready(&self, bound: Duration) -> Result<()> {
+        match tokio::time::timeout(bound, self.ready()).await {
+            Ok(r) => r,
             Err(_) => Err(Error::Timeout {
-                addr: self.addr.clone(),
-                timeout: connect_timeout,
+                addr: self.inner.addr.clone(),
+                timeout: bound,
+            }),
+        }
+    }
+}
+
+fn check_options(options: &NodeOptions) -> Result<()> {
+    if options.timeout.is_zero() {
+        return Err(Error::Config("timeout must be above zero".into()));
+    }
+    if options.connect_timeout.is_zero() {
+        return Err(Error::Config("connect timeout must be above zero".into()));
+    }
+    if options.max_in_flight == 0 {
+        return Err(Error::Config(
+            "max_in_flight must be at least 1: no request could be sent".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Puts our TLS configuration in `config` when its URL asked for TLS; refuses TLS options for a
+/// master that does not use TLS.
+fn tls_config(config: &mut Config, options: &TlsOptions, addr: &str) -> Result<()> {
+    #[cfg(feature = "tls")]
+    if config.tls.is_some() {
+        config.tls = Some(crate::tls::config(options)?);
+        return Ok(());
+    }
+    if options.is_set() {
+        return Err(Error::Config(format!(
+            "TLS certificates are set, but master {addr} is not a rediss:// URL"
+        )));
+    }
+    let _ = config;
+    Ok(())
+}
+
+/// A fred client for one connection: no reconnection policy (a broken connection ends it),
+/// fred's handshake bounded by our connect timeout, one attempt per command.
+fn client(config: &Config, options: &NodeOptions) -> Result<fred::clients::Client> {
+    let mut builder = Builder::from_config(config.clone());
+    builder.with_connection_config(|c| {
+        c.connection_timeout = options.connect_timeout;
+        c.internal_command_timeout = options.connect_timeout;
+        c.max_command_attempts = 1;
+    });
+    builder
+        .build()
+        .map_err(|e| Error::Config(format!("cannot make a client: {}", e.details())))
+}
+
+fn jittered(d: Duration) -> Duration {
+    let half = d / 2;
+    half + rand::rng().random_range(Duration::ZERO..=d - half)
+}
+
+/// Keeps the master connected, for ever: one client per connection; see the module docs.
+async fn keep_connected(
+    addr: String,
+    config: Config,
+    options: NodeOptions,
+    state: Arc<watch::Sender<State>>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let failure = match client(&config, &options) {
+            Err(e) => e,
+            Ok(client) => {
+                let mut task = AbortOnDrop(client.connect());
+                let connected = tokio::select! {
+                    r = client.wait_for_connect() => r,
+                    r = &mut task.0 => match r {
+                        Ok(Err(e)) => Err(e),
+                        _ => Err(fred::error::Error::new(
+                            fred::error::ErrorKind::IO,
+                            "the connection ended before it was made",
+                        )),
+                    },
+                    () = tokio::time::sleep(options.connect_timeout) => Err(fred::error::Error::new(
+                        fred::error::ErrorKind::Timeout,
+                        "no connection within the connect timeout",
+                    )),
+                };
+                match connected {
+                    Ok(()) => {
+                        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                        let conn = NodeConn::new(
+                            id,
+                            addr.clone(),
+                            client,
+                            options.timeout,
+                            options.max_in_flight,
+                        );
+                        tracing::debug!(master = %addr, connection = id, "connected");
+                        conn.preload();
+                        state.send_replace(State::Connected(conn));
+                        // Until the connection closes.
+                        let _ = (&mut task.0).await;
+                        tracing::debug!(master = %addr, connection = id, "connection closed");
+                        backoff = BACKOFF_MIN;
+                        Error::Unreachable {
+                            addr: addr.clone(),
+                            cause: fred::error::Error::new(
+                                fred::error::ErrorKind::IO,
+                                "the connection closed",
+                            ),
+                        }
+                    }
+                    Err(e) => Error::from_fred(
+                        &addr,
+                        crate::error::Blame::Nothing,
+                        options.connect_timeout,
+                        e,
+                    ),
+                }
+            }
+        };
+        state.send_modify(|s| {
+            let failed = match s {
+                State::Connecting { failed, .. } => failed.saturating_add(1),
+                State::Connected(_) => 0,
+            };
+            *s = State::Connecting {
+                failed,
+                last: Some(failure),
+            };
+        });
+        tokio::time::sleep(jittered(backoff)).await;
+        backoff = backoff.saturating_mul(2).min(BACKOFF_MAX);
+    }
+}
+
+impl Master for Node {
+    type Conn = NodeConn;
+
+    fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    fn connection(&self) -> Result<NodeConn> {
+        match &*self.inner.state.borrow() {
+            State::Connected(conn) => Ok(conn.clone()),
+            State::Connecting { last, .. } => Err(match last {
+                Some(Error::Unreachable { addr, cause }) => Error::Unreachable {
+                    addr: addr.clone(),
+                    cause: cause.clone(),
+                },
+                Some(e) => e.clone(),
+                None => Error::Unreachable {
+                    addr: self.inner.addr.clone(),
+                    cause: fred::error::Error::new(fred::error::ErrorKind::IO, "not connected yet"),
+                },
             }),
         }
     }
 
-    /// The fred client, for anything this crate does not do.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The per-request timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    async fn load_scripts(&self) -> Result<()> {
-        let s = &*SCRIPTS;
-        for loaded in [&s.acquire, &s.raise, &s.extend, &s.release, &s.inspect] {
-            self.load(&loaded.script).await?;
-        }
-        Ok(())
-    }
-
-    async fn load(&self, script: &Script) -> Result<()> {
-        let lua = script.lua().cloned().unwrap_or_default();
-        // Boxed: unboxed, fred's future would sit inside every `eval` future (which awaits
-        // `load` after NOSCRIPT) and make each of them kilobytes larger to move.
-        let load = Box::pin(self.requests.script_load::<Value, _>(lua));
-        self.bounded("", load).await.map(drop)
-    }
-
-    /// Runs `script` by its hash, loading it once and trying again if the master has lost it.
-    ///
-    /// EVALSHA goes through fred's `custom` interface: fred sends its own `evalsha` unpipelined,
-    /// which holds every later command to this master until the reply is in, and its timeout
-    /// does not fire while the master is paused. A custom command is pipelined like any other,
-    /// still written in the order it was made.
-    async fn eval<R: FromValue>(
-        &self,
-        script: &Loaded,
-        key: &LockKey,
-        with_fence: bool,
-        args: &[Arg<'_>],
-    ) -> Result<R> {
-        let first = self.evalsha(script, key, with_fence, args).await;
-        match first {
-            Err(Retry::NoScript) => {
-                self.load(&script.script).await?;
-                match self.evalsha(script, key, with_fence, args).await {
-                    Err(Retry::NoScript) => Err(Error::Redis {
-                        addr: self.addr.clone(),
-                        source: fred::error::Error::new(
-                            fred::error::ErrorKind::Unknown,
-                            "NOSCRIPT after SCRIPT LOAD",
-                        ),
-                    }),
-                    Err(Retry::Failed(e)) => Err(e),
-                    Ok(r) => Ok(r),
+    fn ready(&self) -> impl Future<Output = Result<()>> + Send {
+        let mut rx = self.inner.state.subscribe();
+        async move {
+            loop {
+                match &*rx.borrow_and_update() {
+                    State::Connected(_) => return Ok(()),
+                    State::Connecting {
+                        failed,
+                        last: Some(e),
+                    } if *failed > 0 => return Err(e.clone()),
+                    State::Connecting { .. } => {}
+                }
+                if rx.changed().await.is_err() {
+                    return Err(Error::Config("the node was dropped".into()));
                 }
             }
-            Err(Retry::Failed(e)) => Err(e),
-            Ok(r) => Ok(r),
         }
-    }
-
-    async fn evalsha<R: FromValue>(
-        &self,
-        script: &Loaded,
-        key: &LockKey,
-        with_fence: bool,
-        args: &[Arg<'_>],
-    ) -> Result<R, Retry> {
-        let mut all = Vec::with_capacity(4 + args.len());
-        all.push(script.sha.clone());
-        // The key count as ready text: fred encodes an integer argument through a float
-        // logarithm and a digit conversion, which cost a cycle at N=5 about 1 800 instructions.
-        if with_fence {
-            all.extend([
-                Value::String(Str::from_static("2")),
-                Value::String(key.shared_key().clone()),
-                Value::String(key.shared_fence_key().clone()),
-            ]);
-        } else {
-            all.extend([
-                Value::String(Str::from_static("1")),
-                Value::String(key.shared_key().clone()),
-            ]);
-        }
-        all.extend(args.iter().map(|a| match *a {
-            Arg::Str(s) => Value::from(s),
-            Arg::Shared(s) => Value::String(s.clone()),
-            Arg::Int(i) => Value::Integer(i),
-        }));
-        let cmd = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
-        // fred's request futures are about 5 KB; boxed, ours stay small, which matters when a
-        // quorum round moves one per master into a FuturesUnordered or a spawned task.
-        let call = Box::pin(self.requests.custom::<R, Value>(cmd, all));
-        match crate::deadline::bounded(self.timeout, call).await {
-            Ok(Err(e)) if e.details().starts_with("NOSCRIPT") => Err(Retry::NoScript),
-            Ok(r) => r.map_err(|e| Retry::Failed(self.error(key.key(), e))),
-            Err(_) => Err(Retry::Failed(self.timed_out())),
-        }
-    }
-
-    /// Bounds a request (boxed by the caller) by the per-request timeout.
-    async fn bounded<T>(
-        &self,
-        key: &str,
-        request: impl Future<Output = Result<T, fred::error::Error>> + Unpin,
-    ) -> Result<T> {
-        match crate::deadline::bounded(self.timeout, request).await {
-            Ok(r) => r.map_err(|e| self.error(key, e)),
-            Err(_) => Err(self.timed_out()),
-        }
-    }
-
-    fn timed_out(&self) -> Error {
-        Error::Timeout {
-            addr: self.addr.clone(),
-            timeout: self.timeout,
-        }
-    }
-
-    fn error(&self, key: &str, e: fred::error::Error) -> Error {
-        Error::from_fred(&self.addr, key, self.timeout, e)
-    }
-}
-
-/// An argument of a script, turned into a request argument for each request sent (twice when
-/// the script has to be loaded again), so that nothing is cloned on the common path.
-#[derive(Clone, Copy)]
-enum Arg<'a> {
-    Str(&'a str),
-    /// A shared buffer: sent by reference count, not copied.
-    Shared(&'a fred::bytes_utils::Str),
-    Int(i64),
-}
-
-/// Why an EVALSHA did not return a result.
-enum Retry {
-    /// The master does not know the script (it restarted): load it and try again.
-    NoScript,
-    Failed(Error),
-}
-
-/// Milliseconds for PX/PEXPIRE: never 0, which Redis refuses.
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
-}
-
-impl Master for Node {
-    fn addr(&self) -> &str {
-        &self.addr
-    }
-
-    async fn acquire(
-        &self,
-        key: &LockKey,
-        token: &Token,
-        ttl: Duration,
-        meta: &str,
-    ) -> Result<Option<u64>> {
-        let with_meta;
-        let value = if meta.is_empty() {
-            Arg::Shared(token.shared())
-        } else {
-            with_meta = token.value_with(meta);
-            Arg::Str(&with_meta)
-        };
-        let args = [value, Arg::Int(millis(ttl))];
-        let fence: Option<i64> = self.eval(&SCRIPTS.acquire, key, true, &args).await?;
-        Ok(fence.map(|f| u64::try_from(f).unwrap_or(0)))
-    }
-
-    async fn raise(&self, key: &LockKey, token: &Token, fence: u64) -> Result<bool> {
-        let fence = i64::try_from(fence).unwrap_or(i64::MAX);
-        let args = [Arg::Shared(token.shared()), Arg::Int(fence)];
-        let done: i64 = self.eval(&SCRIPTS.raise, key, true, &args).await?;
-        Ok(done == 1)
-    }
-
-    async fn extend(&self, key: &LockKey, token: &Token, ttl: Duration) -> Result<bool> {
-        let args = [Arg::Shared(token.shared()), Arg::Int(millis(ttl))];
-        let done: i64 = self.eval(&SCRIPTS.extend, key, false, &args).await?;
-        Ok(done == 1)
-    }
-
-    async fn release(&self, key: &LockKey, token: &Token) -> Result<bool> {
-        let args = [Arg::Shared(token.shared())];
-        let done: i64 = self.eval(&SCRIPTS.release, key, false, &args).await?;
-        Ok(done == 1)
-    }
-
-    async fn inspect(&self, key: &LockKey) -> Result<Inspection> {
-        let reply: Vec<Value> = self.eval(&SCRIPTS.inspect, key, true, &[]).await?;
-        let bad = |what: &str| Error::Redis {
-            addr: self.addr.clone(),
-            source: fred::error::Error::new(
-                fred::error::ErrorKind::Parse,
-                format!("unexpected inspect reply: {what}"),
-            ),
-        };
-        let [value, pttl, fence]: [Value; 3] = reply.try_into().map_err(|_| bad("length"))?;
-        let holder = value.as_string().map(|v| Holder::parse(&v));
-        let ttl = pttl
-            .as_i64()
-            .and_then(|ms| u64::try_from(ms).ok())
-            .map(Duration::from_millis);
-        let fence = if fence.is_null() {
-            0
-        } else {
-            fence.as_u64().ok_or_else(|| bad("fence"))?
-        };
-        Ok(Inspection { holder, ttl, fence })
-    }
-
-    async fn health(&self) -> Result<Health> {
-        let client = &self.requests;
-        let info: String = self
-            .bounded("", Box::pin(client.info::<String>(None)))
-            .await?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        let run_id = field("run_id").unwrap_or_default().to_owned();
-        let uptime = Duration::from_secs(
-            field("uptime_in_seconds")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        );
-        let aof = field("aof_enabled") == Some("1");
-        // The fsync policy is not in INFO. A server that refuses CONFIG (as managed services
-        // may) counts as not persisting every write: the safe side.
-        let persists_every_write = aof && {
-            let reply: Result<Vec<String>> = self
-                .bounded(
-                    "",
-                    Box::pin(client.config_get::<Vec<String>, _>("appendfsync")),
-                )
-                .await;
-            matches!(reply.as_deref(), Ok([_, policy]) if policy == "always")
-        };
-        Ok(Health {
-            run_id,
-            uptime,
-            persists_every_write,
-        })
-    }
-
-    fn epoch(&self) -> u64 {
-        self.tasks.count.load(Ordering::SeqCst)
     }
 }
 
@@ -492,8 +379,7 @@ mod tests {
 
     #[test]
     fn outside_a_runtime_is_an_error_not_a_panic() {
-        let e =
-            Node::build("redis://127.0.0.1:1", Duration::from_millis(5)).expect_err("no runtime");
+        let e = Node::build("redis://127.0.0.1:1", NodeOptions::default()).expect_err("no runtime");
         assert!(
             matches!(e, Error::Config(ref m) if m.contains("tokio runtime")),
             "{e}"
@@ -503,8 +389,51 @@ mod tests {
     #[tokio::test]
     async fn urls_that_are_not_one_server_are_refused() {
         for url in ["http://h:1", "", "redis-sentinel://h:1", "redis://[::1"] {
-            let e = Node::build(url, Duration::from_millis(5)).expect_err(url);
+            let e = Node::build(url, NodeOptions::default()).expect_err(url);
             assert!(matches!(e, Error::Config(_)), "{url}: {e}");
         }
+    }
+
+    #[tokio::test]
+    async fn tls_certificates_for_a_plain_master_are_refused() {
+        let options = NodeOptions {
+            tls: TlsOptions {
+                ca_file: Some("/nonexistent/ca.pem".into()),
+                client_auth: None,
+            },
+            ..NodeOptions::default()
+        };
+        let e = Node::build("redis://127.0.0.1:1", options).expect_err("not rediss");
+        assert!(
+            matches!(e, Error::Config(ref m) if m.contains("rediss")),
+            "{e}"
+        );
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn a_rediss_url_without_tls_is_refused_not_downgraded() {
+        let e = Node::build("rediss://127.0.0.1:1", NodeOptions::default()).expect_err("no tls");
+        assert!(
+            matches!(e, Error::Config(ref m) if m.contains("no TLS")),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn a_missing_ca_file_is_a_configuration_error() {
+        let options = NodeOptions {
+            tls: TlsOptions {
+                ca_file: Some("/nonexistent/ca.pem".into()),
+                client_auth: None,
+            },
+            ..NodeOptions::default()
+        };
+        let e = Node::build("rediss://127.0.0.1:1", options).expect_err("no file");
+        assert!(
+            matches!(e, Error::Config(ref m) if m.contains("CA file")),
+            "{e}"
+        );
     }
 }

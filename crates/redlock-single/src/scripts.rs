@@ -1,6 +1,7 @@
-//! The five Lua scripts of the per-master protocol. Each runs atomically on its master.
+//! The Lua scripts of the per-master protocol. Each runs atomically on its master.
 //!
-//! `KEYS[1]` is the lock key, `KEYS[2]` the fencing counter. A value under the lock key is the
+//! `KEYS[1]` is the lock key, `KEYS[2]` the fencing counter (for `health` and `delay`: the
+//! restart guard's incarnation and restart delay). A value under the lock key is the
 //! holder's token, optionally followed by a space and metadata; "holds `token`" means the value
 //! is the token or starts with the token and a space.
 //!
@@ -24,14 +25,22 @@ end
 
 /// acquire(key, fence; value, ttl_ms) → the new counter, or nil when held.
 ///
-/// The counter is checked only when INCR fails, after the SET: the common path is SET + INCR,
-/// and a failed INCR deletes the key it just set before reporting, so nothing is left behind.
+/// The counter is **hybrid**: `max(counter + 1, S × 1,000,000)`, with `S` the whole seconds of
+/// the master's `TIME`, so that a master that lost its counter starts again above every token
+/// issued more than a second before (`docs/safety.md`). Common path: SET + INCR, and a SET of
+/// the counter only on the first acquisition of a second. A failed INCR (the counter is not a
+/// counter) deletes the key just set before reporting, so nothing is left behind.
 pub const ACQUIRE: &str = r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local c = redis.pcall('INCR', KEYS[2])
   if type(c) == 'table' and c['err'] then
     redis.call('DEL', KEYS[1])
     return redis.error_reply('WRONGTYPE fencing counter is not an integer: ' .. c['err'])
+  end
+  local floor = redis.call('TIME')[1] * 1000000
+  if c < floor then
+    c = floor
+    redis.call('SET', KEYS[2], string.format('%d', c))
   end
   return c
 end
@@ -44,8 +53,8 @@ return false
 /// raise(key, fence; token, t) → 1 after setting the counter to max(counter, t), 0 if not held.
 pub const RAISE: &str = concat!(
     unless_held_return_0!(),
-    r#"local c = redis.call('GET', KEYS[2])
-if c and not string.match(c, '^%d+$') then
+    r#"local c = redis.pcall('GET', KEYS[2])
+if type(c) == 'table' or (c and not string.match(c, '^%d+$')) then
   return redis.error_reply('WRONGTYPE fencing counter is not a non-negative integer')
 end
 if not c or tonumber(c) < tonumber(ARGV[2]) then
@@ -75,3 +84,39 @@ return 1
 pub const INSPECT: &str = r#"
 return { redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) }
 "#;
+
+/// Raises the restart delay under `KEYS[2]` to `ARGV[1]` (milliseconds) unless it is larger
+/// already, leaving the master's value in `d`: the opening of `health` and `delay`.
+macro_rules! raise_delay {
+    () => {
+        "local d = redis.pcall('GET', KEYS[2])
+if type(d) == 'table' or (d and not string.match(d, '^%d+$')) then
+  return redis.error_reply('WRONGTYPE restart delay is not a number of milliseconds')
+end
+if not d or tonumber(d) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], ARGV[1])
+  d = ARGV[1]
+end
+"
+    };
+}
+
+/// health(incarnation, delay; delay_ms) → [run_id, uptime in s, aof_enabled, incarnation or
+/// false, restart delay in ms], after raising the restart delay to `delay_ms`. One round trip
+/// for everything the restart guard reads of a master.
+pub const HEALTH: &str = concat!(
+    raise_delay!(),
+    r#"local i = redis.pcall('GET', KEYS[1])
+if type(i) == 'table' then
+  return redis.error_reply('WRONGTYPE incarnation is not a string')
+end
+local server = redis.call('INFO', 'server')
+local persistence = redis.call('INFO', 'persistence')
+return { string.match(server, 'run_id:(%w+)') or '',
+  string.match(server, 'uptime_in_seconds:(%d+)') or '0',
+  string.match(persistence, 'aof_enabled:(%d)') or '0', i, d }
+"#
+);
+
+/// delay(_, delay; delay_ms) → the restart delay in ms, after raising it to `delay_ms`.
+pub const DELAY: &str = concat!(raise_delay!(), "return d\n");

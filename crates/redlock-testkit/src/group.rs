@@ -34,6 +34,11 @@ impl RedisGroup {
         Ok(RedisGroup { servers })
     }
 
+    /// [`RedisServer::vouch`] for every server: fresh servers vote at once.
+    pub fn vouch(&self) -> io::Result<()> {
+        self.servers.iter().try_for_each(RedisServer::vouch)
+    }
+
     /// The servers' URLs, in order.
     pub fn urls(&self) -> Vec<String> {
         self.servers.iter().map(RedisServer::url).collect()

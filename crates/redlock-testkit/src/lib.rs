@@ -18,27 +18,35 @@
 //!
 //! # Layout
 //!
-//! - `server`: [`RedisServer`], one process, with pause, kill, restart and persistence options.
+//! - `server`: [`RedisServer`], one process, with pause, kill, restart, persistence and TLS
+//!   options.
 //! - `group`: [`RedisGroup`], N servers started together.
 //! - `clock`: [`Clock`], the control file of the LD_PRELOAD clock shim (`shim/clock.c`).
 //! - `resp`: a minimal blocking client for setting up and checking keys.
+//! - `proxy`: [`Proxy`], a TCP proxy with network faults (delay, held requests or replies,
+//!   cut connections, a switch of backend).
+//! - `tls`: [`TlsFiles`], certificates made for one test server.
 //! - `sim`: [`SimServer`] and [`SimNode`], an in-memory model of a master for property tests.
 #![forbid(unsafe_code)]
 
 mod clock;
 mod group;
+mod proxy;
 mod resp;
 mod server;
 mod sim;
+mod tls;
 
 use std::io;
 use std::path::PathBuf;
 
 pub use clock::Clock;
 pub use group::RedisGroup;
+pub use proxy::{Proxy, ProxyFaults};
 pub use resp::{Reply, command};
-pub use server::{Persistence, RedisServer, ServerOptions};
-pub use sim::{Faults, SimNode, SimServer};
+pub use server::{Persistence, RedisServer, ServerOptions, TlsMode};
+pub use sim::{Faults, SimConn, SimNode, SimServer};
+pub use tls::TlsFiles;
 
 /// What to tell someone whose machine has no `redis-server`.
 pub const INSTALL_HINT: &str = "redis-server not found: install the Debian package `redis-server` \

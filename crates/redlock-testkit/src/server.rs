@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 
 use crate::clock::Clock;
 use crate::resp::{self, Reply};
+use crate::tls::TlsFiles;
 
 /// How long a server may take to answer PING after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +32,15 @@ pub enum Persistence {
     AofAlways,
 }
 
+/// Whether a server also listens for TLS, and whether it asks clients for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// A TLS port beside the plain one; clients need not present a certificate.
+    Server,
+    /// A TLS port that accepts only clients presenting a certificate of the test CA.
+    Mutual,
+}
+
 /// How to start a server.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerOptions {
@@ -39,6 +49,9 @@ pub struct ServerOptions {
     /// Run the server under the clock shim, so that [`RedisServer::clock`] can speed its wall
     /// clock up, slow it down or make it jump.
     pub fake_clock: bool,
+    /// Also listen for TLS on a port of its own, with certificates made for the server
+    /// ([`RedisServer::tls_files`]); the plain port stays, for the testkit's own commands.
+    pub tls: Option<TlsMode>,
 }
 
 /// A `redis-server` child process on `127.0.0.1`, in a temporary directory of its own, killed
@@ -59,6 +72,8 @@ pub struct RedisServer {
     options: ServerOptions,
     paused: bool,
     clock: Option<Clock>,
+    /// The TLS port and the certificates, when started with TLS.
+    tls: Option<(u16, TlsFiles)>,
     // Dropped last: the directory outlives the process.
     dir: tempfile::TempDir,
 }
@@ -79,10 +94,18 @@ impl RedisServer {
         } else {
             None
         };
+        let files = match options.tls {
+            Some(_) => Some(TlsFiles::generate(dir.path())?),
+            None => None,
+        };
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            match spawn_and_wait(port, options, dir.path(), clock.as_ref()) {
+            let tls = match &files {
+                Some(f) => Some((free_port()?, f.clone())),
+                None => None,
+            };
+            match spawn_and_wait(port, options, dir.path(), clock.as_ref(), tls.as_ref()) {
                 Ok(child) => {
                     return Ok(RedisServer {
                         child: Some(child),
@@ -90,6 +113,7 @@ impl RedisServer {
                         options,
                         paused: false,
                         clock,
+                        tls,
                         dir,
                     });
                 }
@@ -114,6 +138,23 @@ impl RedisServer {
     /// `redis://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:tls-port`, when started with TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|(port, _)| format!("rediss://127.0.0.1:{port}"))
+    }
+
+    /// The TLS port, when started with TLS.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|(port, _)| *port)
+    }
+
+    /// The certificates of the server's TLS, when started with TLS.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|(_, files)| files)
     }
 
     /// The server's working directory (AOF files, log).
@@ -197,6 +238,7 @@ impl RedisServer {
                 self.options,
                 self.dir.path(),
                 self.clock.as_ref(),
+                self.tls.as_ref(),
             ) {
                 Ok(child) => {
                     self.child = Some(child);
@@ -208,6 +250,33 @@ impl RedisServer {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// The server's `run_id` (a new one for every process).
+    pub fn run_id(&self) -> io::Result<String> {
+        let info = self.cmd(&["INFO", "server"])?;
+        info.as_str()
+            .and_then(|i| i.lines().find_map(|l| l.strip_prefix("run_id:")))
+            .map(|r| r.trim().to_owned())
+            .ok_or_else(|| io::Error::other("INFO has no run_id"))
+    }
+
+    /// Writes the server's run id to the restart guard's incarnation key under the default
+    /// prefix (`redlock:incarnation`), as a client does once a master has waited out its
+    /// restart delay, so that the guard lets it vote at once. Truthful for a server the test
+    /// has just started, which has granted no lock yet; not after a restart.
+    pub fn vouch(&self) -> io::Result<()> {
+        self.vouch_with_prefix(redlock_single::DEFAULT_PREFIX)
+    }
+
+    /// [`vouch`](RedisServer::vouch) for the keys of another prefix.
+    pub fn vouch_with_prefix(&self, prefix: &str) -> io::Result<()> {
+        let keys = redlock_single::RestartKeys::new(prefix).map_err(io::Error::other)?;
+        let run_id = self.run_id()?;
+        match self.cmd(&["SET", keys.incarnation(), &run_id])? {
+            Reply::Status(ok) if ok == "OK" => Ok(()),
+            other => Err(io::Error::other(format!("SET incarnation: {other:?}"))),
         }
     }
 
@@ -233,12 +302,13 @@ impl Drop for RedisServer {
     }
 }
 
-/// Starts `redis-server` on `port` in `dir` and waits until it answers PING.
+/// Starts `redis-server` on `port` (and a TLS port) in `dir` and waits until it answers PING.
 fn spawn_and_wait(
     port: u16,
     options: ServerOptions,
     dir: &Path,
     clock: Option<&Clock>,
+    tls: Option<&(u16, TlsFiles)>,
 ) -> io::Result<Child> {
     let binary = crate::redis_server_binary()?;
     let log = dir.join("redis.log");
@@ -265,6 +335,18 @@ fn spawn_and_wait(
         Persistence::None => cmd.args(["--appendonly", "no"]),
         Persistence::AofAlways => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
     };
+    if let Some((tls_port, files)) = tls {
+        let mutual = options.tls == Some(TlsMode::Mutual);
+        cmd.arg("--tls-port")
+            .arg(tls_port.to_string())
+            .arg("--tls-cert-file")
+            .arg(&files.server_cert)
+            .arg("--tls-key-file")
+            .arg(&files.server_key)
+            .arg("--tls-ca-cert-file")
+            .arg(&files.ca_cert)
+            .args(["--tls-auth-clients", if mutual { "yes" } else { "no" }]);
+    }
     if let Some(clock) = clock {
         cmd.env("LD_PRELOAD", crate::clock::shim_path())
             .env("REDLOCK_CLOCK_FILE", clock.path());

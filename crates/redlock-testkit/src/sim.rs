@@ -1,12 +1,15 @@
 //! [`SimServer`] and [`SimNode`]: an in-memory model of one master and of one client's
-//! connection to it, for property tests of the quorum algorithm. Not a stand-in for Redis in
+//! connections to it, for property tests of the quorum algorithm. Not a stand-in for Redis in
 //! end-to-end tests: it models what the algorithm relies on and the faults it must survive.
 //!
 //! Time is tokio's, so tests run it paused (`start_paused`) and a schedule of minutes takes
-//! milliseconds. The master keeps its own clock, which may run at another rate; keys expire by
-//! it. A connection applies its requests in the order they were made, each after a random
-//! delay; a request may be lost on the way, a reply may be lost on the way back (the request
-//! was applied), and a request that the client timed out on still runs, as on a real master.
+//! milliseconds. The master keeps its own wall clock (a realistic epoch, an offset, a rate); keys
+//! expire by it and the hybrid fencing counter reads its seconds. A connection applies its
+//! requests in the order they were made, each after a random delay; a request may be lost on
+//! the way, a reply may be lost on the way back (the request was applied), and a request that
+//! the client timed out on still runs, as on a real master. A crash breaks every connection;
+//! the master forgets its data unless the run that crashed was persistent, whatever the next
+//! run is.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,7 +17,9 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redlock_single::{Error, Health, Holder, Inspection, LockKey, Master, Result, Token};
+use redlock_single::{
+    Connection, Error, Health, Holder, Inspection, LockKey, Master, RestartKeys, Result, Token,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -29,12 +34,18 @@ pub struct Faults {
     pub max_delay: Duration,
 }
 
+/// The wall clock of a simulated master at its start: 2026-12-01, in ms since the epoch.
+const EPOCH_MS: f64 = 1_796_083_200_000.0;
+
 #[derive(Debug)]
 struct State {
     addr: String,
     /// Lock key → (value, expiry in master-clock ms).
     keys: HashMap<String, (String, f64)>,
     counters: HashMap<String, u64>,
+    /// Keys without expiry that are not counters: the restart guard's.
+    strings: HashMap<String, String>,
+    /// Whether the current run keeps its data through a crash.
     persistent: bool,
     up: bool,
     started: Instant,
@@ -69,9 +80,25 @@ impl State {
         self.live_value(key)
             .is_some_and(|v| Holder::parse(&v).is(token))
     }
+
+    fn run_id(&self) -> String {
+        format!("{}-run-{}", self.addr, self.restarts)
+    }
+
+    /// Raises the restart delay under `key` to `ms` and returns the master's value.
+    fn raise_delay(&mut self, key: &str, ms: u64) -> Duration {
+        let held = self
+            .strings
+            .get(key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let d = held.max(ms);
+        self.strings.insert(key.to_owned(), d.to_string());
+        Duration::from_millis(d)
+    }
 }
 
-/// One simulated master, shared by the [`SimNode`] connections of several clients.
+/// One simulated master, shared by the [`SimNode`]s of several clients.
 #[derive(Debug, Clone)]
 pub struct SimServer {
     state: Arc<Mutex<State>>,
@@ -79,7 +106,7 @@ pub struct SimServer {
 
 impl SimServer {
     /// A master named `addr`, up, with a real-rate clock, no faults and a generator seeded
-    /// with `seed`. `persistent` masters keep keys and counters across a crash.
+    /// with `seed`. A `persistent` master keeps its data across a crash.
     pub fn new(addr: impl Into<String>, persistent: bool, seed: u64) -> SimServer {
         let now = Instant::now();
         SimServer {
@@ -87,12 +114,13 @@ impl SimServer {
                 addr: addr.into(),
                 keys: HashMap::new(),
                 counters: HashMap::new(),
+                strings: HashMap::new(),
                 persistent,
                 up: true,
                 started: now,
                 restarts: 0,
                 clock_anchor: now,
-                clock_base_ms: 0.0,
+                clock_base_ms: EPOCH_MS,
                 rate: 1.0,
                 faults: Faults::default(),
                 rng: StdRng::seed_from_u64(seed),
@@ -104,7 +132,7 @@ impl SimServer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A client connection with a per-request timeout.
+    /// A client's view of this master, with a per-request timeout.
     pub fn connect(&self, timeout: Duration) -> SimNode {
         SimNode {
             addr: self.state().addr.clone(),
@@ -127,22 +155,43 @@ impl SimServer {
         s.rate = rate;
     }
 
-    /// Crashes the master: it stops answering, and unless persistent it forgets every key and
-    /// counter.
+    /// Moves the master's clock by `ms` milliseconds at once (negative: back).
+    pub fn shift_clock(&self, ms: f64) {
+        let mut s = self.state();
+        s.clock_base_ms = s.now_ms() + ms;
+        s.clock_anchor = Instant::now();
+    }
+
+    /// The master's clock now, in ms since the epoch.
+    pub fn clock_ms(&self) -> f64 {
+        self.state().now_ms()
+    }
+
+    /// Crashes the master: it stops answering, every connection breaks, and unless the run that
+    /// crashed was persistent it forgets every key and counter.
     pub fn crash(&self) {
         let mut s = self.state();
         s.up = false;
         if !s.persistent {
             s.keys.clear();
             s.counters.clear();
+            s.strings.clear();
         }
     }
 
-    /// Starts a crashed master again (a new run id, uptime from zero). Keys that a persistent
-    /// master kept expire by its clock as usual.
+    /// Starts a crashed master again (a new run id, uptime from zero), with the same
+    /// persistence. Keys that a persistent master kept expire by its clock as usual.
     pub fn restart(&self) {
+        let persistent = self.state().persistent;
+        self.restart_with(persistent);
+    }
+
+    /// Starts a crashed master again, persistent from now on or not: switching persistence
+    /// across a restart, as an operator does after an incident.
+    pub fn restart_with(&self, persistent: bool) {
         let mut s = self.state();
         s.up = true;
+        s.persistent = persistent;
         s.started = Instant::now();
         s.restarts += 1;
     }
@@ -167,14 +216,22 @@ impl SimServer {
     }
 }
 
-/// One client's connection to a [`SimServer`]: implements [`Master`].
+/// One client's view of a [`SimServer`]: implements [`Master`]. It is connected whenever the
+/// server is up; a crash breaks the connection, and the next one is new.
 #[derive(Debug, Clone)]
 pub struct SimNode {
     addr: String,
     server: SimServer,
     timeout: Duration,
-    /// When the last request made on this connection is applied: later ones wait for it.
+    /// When the last request made to this master is applied: later ones wait for it.
     next_apply: Arc<Mutex<Instant>>,
+}
+
+/// One connection of a [`SimNode`]: the server's run it was made to.
+#[derive(Debug, Clone)]
+pub struct SimConn {
+    node: SimNode,
+    run: u64,
 }
 
 /// A request applied to the master's state.
@@ -186,32 +243,50 @@ enum Reply {
     Done(bool),
     Seen(Inspection),
     Health(Health),
+    Delay(Duration),
+}
+
+fn fred_io_error(what: &str) -> redlock_single::fred::error::Error {
+    redlock_single::fred::error::Error::new(
+        redlock_single::fred::error::ErrorKind::IO,
+        format!("simulated: {what}"),
+    )
 }
 
 impl SimNode {
-    fn unreachable(&self) -> Error {
-        // A connection refused, as fred reports it.
-        redlock_single::Error::Unreachable {
+    fn unreachable(&self, what: &str) -> Error {
+        Error::Unreachable {
             addr: self.addr.clone(),
-            source: fred_io_error(),
+            cause: fred_io_error(what),
         }
     }
 
-    /// Sends `op`: it is applied after a random delay, in order with this connection's other
-    /// requests, unless lost; the reply comes back after another delay unless lost. The caller
-    /// waits at most the timeout; the request runs whether or not it waits.
+    fn timed_out(&self) -> Error {
+        Error::Timeout {
+            addr: self.addr.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl SimConn {
+    /// Sends `op`: it is applied after a random delay, in order with this master's other
+    /// requests, unless lost or unless the master restarted since the connection was made; the
+    /// reply comes back after another delay unless lost. The caller waits at most the timeout;
+    /// the request runs whether or not it waits.
     async fn request(&self, op: Op) -> Result<Reply> {
+        let node = &self.node;
         let (apply_at, reply_delay, lose_request, lose_reply) = {
-            let mut s = self.server.state();
-            if !s.up {
-                return Err(self.unreachable());
+            let mut s = node.server.state();
+            if !s.up || s.restarts != self.run {
+                return Err(node.unreachable("the connection broke"));
             }
             let f = s.faults;
             let there = random_delay(&mut s.rng, f.max_delay);
             let back = random_delay(&mut s.rng, f.max_delay);
             let lose_request = s.rng.random_bool(f.lose_request.clamp(0.0, 1.0));
             let lose_reply = s.rng.random_bool(f.lose_reply.clamp(0.0, 1.0));
-            let mut next = self
+            let mut next = node
                 .next_apply
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
@@ -220,7 +295,7 @@ impl SimNode {
             (apply_at, back, lose_request, lose_reply)
         };
         let (tx, rx) = oneshot::channel();
-        let server = self.server.clone();
+        let (server, run) = (node.server.clone(), self.run);
         tokio::spawn(async move {
             tokio::time::sleep_until(apply_at).await;
             if lose_request {
@@ -228,7 +303,7 @@ impl SimNode {
             }
             let reply = {
                 let mut s = server.state();
-                if !s.up {
+                if !s.up || s.restarts != run {
                     return;
                 }
                 op(&mut s)
@@ -238,22 +313,15 @@ impl SimNode {
                 let _ = tx.send(reply);
             }
         });
-        match tokio::time::timeout(self.timeout, rx).await {
+        match tokio::time::timeout(node.timeout, rx).await {
             Ok(Ok(reply)) => reply,
             // The reply was lost, or the master crashed before answering: the client only
             // sees the timeout.
             Ok(Err(_)) => {
-                tokio::time::sleep_until(Instant::now() + self.timeout).await;
-                Err(self.timed_out())
+                tokio::time::sleep_until(Instant::now() + node.timeout).await;
+                Err(node.timed_out())
             }
-            Err(_) => Err(self.timed_out()),
-        }
-    }
-
-    fn timed_out(&self) -> Error {
-        Error::Timeout {
-            addr: self.addr.clone(),
-            timeout: self.timeout,
+            Err(_) => Err(node.timed_out()),
         }
     }
 }
@@ -266,20 +334,38 @@ fn random_delay(rng: &mut StdRng, max: Duration) -> Duration {
     }
 }
 
-fn fred_io_error() -> redlock_single::fred::error::Error {
-    redlock_single::fred::error::Error::new(
-        redlock_single::fred::error::ErrorKind::IO,
-        "simulated: the master is down",
-    )
-}
-
 fn wrong_reply(what: &str) -> Error {
     Error::Config(format!("simulated master gave the wrong reply to {what}"))
 }
 
 impl Master for SimNode {
+    type Conn = SimConn;
+
     fn addr(&self) -> &str {
         &self.addr
+    }
+
+    fn connection(&self) -> Result<SimConn> {
+        let s = self.server.state();
+        if s.up {
+            Ok(SimConn {
+                node: self.clone(),
+                run: s.restarts,
+            })
+        } else {
+            Err(self.unreachable("the master is down"))
+        }
+    }
+
+    async fn ready(&self) -> Result<()> {
+        self.connection().map(drop)
+    }
+}
+
+impl Connection for SimConn {
+    fn id(&self) -> u64 {
+        // Each run of the server gets one connection, newer runs larger ids.
+        self.run + 1
     }
 
     async fn acquire(
@@ -300,10 +386,12 @@ impl Master for SimNode {
             if s.live_value(&k).is_some() {
                 return Ok(Reply::Fence(None));
             }
-            let expiry = s.now_ms() + ttl_ms;
-            s.keys.insert(k, (value, expiry));
+            let now = s.now_ms();
+            s.keys.insert(k, (value, now + ttl_ms));
+            // The hybrid counter: max(counter + 1, whole seconds × 1,000,000).
+            let floor = (now / 1000.0).floor() as u64 * 1_000_000;
             let c = s.counters.entry(f).or_insert(0);
-            *c += 1;
+            *c = (*c + 1).max(floor);
             Ok(Reply::Fence(Some(*c)))
         });
         match self.request(op).await? {
@@ -384,12 +472,24 @@ impl Master for SimNode {
         }
     }
 
-    async fn health(&self) -> Result<Health> {
-        let op: Op = Box::new(|s| {
+    async fn health(
+        &self,
+        keys: &RestartKeys,
+        delay: Duration,
+        persistence: bool,
+    ) -> Result<Health> {
+        let (inc, dk) = (keys.incarnation().to_owned(), keys.delay().to_owned());
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let op: Op = Box::new(move |s| {
+            let restart_delay = s.raise_delay(&dk, ms);
+            // Whole seconds, rounded down, as INFO reports them.
+            let up = Instant::now().saturating_duration_since(s.started);
             Ok(Reply::Health(Health {
-                run_id: format!("{}-run-{}", s.addr, s.restarts),
-                uptime: Instant::now().saturating_duration_since(s.started),
-                persists_every_write: s.persistent,
+                run_id: s.run_id(),
+                uptime: Duration::from_secs(up.as_secs()),
+                persists_every_write: persistence.then_some(s.persistent),
+                incarnation: s.strings.get(&inc).cloned(),
+                restart_delay,
             }))
         });
         match self.request(op).await? {
@@ -398,8 +498,22 @@ impl Master for SimNode {
         }
     }
 
-    fn epoch(&self) -> u64 {
-        // A restart drops every connection; the client reconnects, which is a new epoch.
-        self.server.state().restarts
+    async fn restart_delay(&self, keys: &RestartKeys, delay: Duration) -> Result<Duration> {
+        let dk = keys.delay().to_owned();
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let op: Op = Box::new(move |s| Ok(Reply::Delay(s.raise_delay(&dk, ms))));
+        match self.request(op).await? {
+            Reply::Delay(d) => Ok(d),
+            _ => Err(wrong_reply("restart_delay")),
+        }
+    }
+
+    async fn vouch(&self, keys: &RestartKeys, run_id: &str) -> Result<()> {
+        let (inc, run_id) = (keys.incarnation().to_owned(), run_id.to_owned());
+        let op: Op = Box::new(move |s| {
+            s.strings.insert(inc, run_id);
+            Ok(Reply::Done(true))
+        });
+        self.request(op).await.map(drop)
     }
 }

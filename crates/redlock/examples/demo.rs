@@ -9,7 +9,7 @@ use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Masters that persist every write vote from the start (see docs/operations.md).
+    // Masters that persist every write (see docs/operations.md).
     let mut masters = RedisGroup::start_with(
         5,
         ServerOptions {
@@ -17,6 +17,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         },
     )?;
+    // They have just started and granted nothing: let them vote at once, as a client does
+    // once a master has waited out its restart delay.
+    masters.vouch()?;
     println!("5 masters running:");
     for url in masters.urls() {
         println!("  {url}");

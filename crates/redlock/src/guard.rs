@@ -5,18 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
+use redlock_single::lease::{Extension, Lease, LeaseWriter, run_extended};
 use redlock_single::validity::{drift, validity};
-use redlock_single::{Extension, Lease, LockKey, Master, Node, Token};
+use redlock_single::{Connection, LockKey, Master, Node, Token};
 use tokio::time::Instant;
 
 use crate::error::{Cause, Error, Failures, MasterFailure, Result};
-use crate::redlock::Shared;
+use crate::round::Requests;
+use crate::shared::Shared;
 use crate::tally::{Tally, Verdict};
 
 /// A lock held on a quorum of masters. Dropping it without [`release`](Guard::release) releases
-/// it in the background when a tokio runtime is running; the ttl is always the backstop.
+/// it in the background when a tokio runtime is running (and
+/// [`Redlock::close`](crate::Redlock::close) waits for that); the ttl is always the backstop.
 ///
 /// ```no_run
 /// # async fn demo(locks: redlock::Redlock) -> redlock::Result<()> {
@@ -29,18 +30,18 @@ use crate::tally::{Tally, Verdict};
 #[must_use = "dropping the guard releases the lock"]
 #[derive(Debug)]
 pub struct Guard<M: Master = Node> {
-    lease: Lease,
+    lease: LeaseWriter,
     shared: Arc<Shared<M>>,
     key: LockKey,
     token: Token,
     acquired_at: Instant,
     extensions: AtomicU32,
-    /// Cleared by `release`, so that drop does nothing more.
+    /// Cleared by `release`, which consumes the guard, so that its drop does nothing more.
     armed: bool,
 }
 
-/// The outcome of one round sent to every master.
-struct Round {
+/// The count of one round sent to every master.
+struct Count {
     tally: Tally,
     failures: Vec<MasterFailure>,
 }
@@ -48,15 +49,13 @@ struct Round {
 impl<M: Master> Guard<M> {
     pub(crate) fn new(
         shared: Arc<Shared<M>>,
-        resource: String,
+        lease: LeaseWriter,
         key: LockKey,
         token: Token,
-        fence: u64,
         acquired_at: Instant,
-        deadline: Instant,
     ) -> Guard<M> {
         Guard {
-            lease: Lease::new(resource, fence, deadline),
+            lease,
             shared,
             key,
             token,
@@ -68,39 +67,40 @@ impl<M: Master> Guard<M> {
 
     /// The resource this lock is for.
     pub fn resource(&self) -> &str {
-        self.lease.resource()
+        self.lease.lease().resource()
     }
 
     /// The fencing token: strictly greater than the token of every earlier acquisition of the
     /// same resource, across all masters. Pass it to the storage you protect.
     pub fn fence(&self) -> u64 {
-        self.lease.fence()
+        self.lease.lease().fence()
     }
 
     /// How long the lock can still be relied on (zero once lost or released): a local estimate
     /// that already allows for the time the quorum took to answer and for clock drift.
     pub fn validity(&self) -> Duration {
-        self.lease.validity()
+        self.lease.lease().validity()
     }
 
     /// Whether the lock is lost, released or past its validity.
     pub fn is_lost(&self) -> bool {
-        self.lease.is_lost()
+        self.lease.lease().is_lost()
     }
 
     /// Resolves when the lock can no longer be guaranteed: an extension was refused by a
-    /// quorum, the validity ran out without a successful extension, or the lock was released.
+    /// quorum or came too late, the validity ran out without a successful extension, or the
+    /// lock was released.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe: it only watches.
     pub async fn lost(&self) {
-        self.lease.lost().await;
+        self.lease.lease().lost().await;
     }
 
     /// A read-only view of this lock (fence, validity, lost signal) for other tasks.
     pub fn lease(&self) -> Lease {
-        self.lease.clone()
+        self.lease.lease().clone()
     }
 
     /// The keys this lock uses on every master.
@@ -117,10 +117,19 @@ impl<M: Master> Guard<M> {
     /// Cancel-safe: it only reads.
     pub async fn remaining(&self) -> Result<Option<Duration>> {
         let s = &self.shared;
-        let reads = s.members.iter().map(|m| m.master.inspect(&self.key));
+        let reads = (0..s.n()).map(|i| async move {
+            match s.voters.connection(i).await {
+                Ok(conn) => conn.inspect(&self.key).await,
+                Err(e) => Err(e),
+            }
+        });
         let mut ttls = Vec::new();
         let mut failures = Vec::new();
-        for (m, r) in s.members.iter().zip(futures::future::join_all(reads).await) {
+        for (i, r) in futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             match r {
                 Ok(seen) => {
                     if let (Some(h), Some(ttl)) = (seen.holder, seen.ttl) {
@@ -129,18 +138,15 @@ impl<M: Master> Guard<M> {
                         }
                     }
                 }
-                Err(e) => failures.push(MasterFailure {
-                    addr: m.master.addr().to_owned(),
-                    cause: Cause::Failed(e),
-                }),
+                Err(e) => failures.push(s.failure(i, Cause::Failed(e))),
             }
         }
         let q = s.quorum();
-        if s.members.len() - failures.len() < q {
+        if s.n() - failures.len() < q {
             return Err(Error::NoQuorum {
                 resource: self.resource().to_owned(),
                 needed: q,
-                masters: s.members.len(),
+                masters: s.n(),
                 failures: Failures(failures),
             });
         }
@@ -149,18 +155,20 @@ impl<M: Master> Guard<M> {
     }
 
     /// Sets the lock's expiry to `ttl` from now on every master that still holds it; succeeds
-    /// when a quorum did so within the remaining validity, and moves the validity to
-    /// `ttl − elapsed − drift`.
+    /// when a quorum did so within the remaining validity, and the validity becomes what this
+    /// extension gives, `ttl − elapsed − drift`, even if that is shorter than before.
     ///
     /// Fails with [`Error::Lost`] (and marks the lock lost) when so many masters refused that
-    /// no quorum was possible, or when the validity ran out first; with [`Error::Limit`] when a
-    /// cap set on the builder is reached; with [`Error::NoQuorum`] when too few masters
-    /// answered, in which case the lock stays valid until its current deadline.
+    /// no quorum was possible, when the validity ran out first, or when `ttl` is too short to
+    /// leave any validity; with [`Error::Limit`] when a cap set on the builder is reached; with
+    /// [`Error::NoQuorum`] when too few masters answered. From the moment the requests are sent,
+    /// the validity is at most what `ttl` could leave, so an extension that fails or is dropped
+    /// can only have made it shorter.
     ///
     /// # Cancel safety
     ///
-    /// The requests may still reach the masters after the future is dropped; the validity is
-    /// only moved by a completed call, so dropping it never overstates the validity.
+    /// The requests may still reach the masters after the future is dropped; the validity
+    /// already allows for that.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         let s = &self.shared;
         if let Err(msg) = redlock_single::validity::check_ttl(ttl) {
@@ -179,11 +187,19 @@ impl<M: Master> Guard<M> {
         {
             return Err(self.limit_error("the cap on the total hold time"));
         }
-        s.note_ttl(ttl);
+        s.voters.use_ttl(ttl).await;
+        let drift = drift(ttl, s.drift_factor);
         let start = Instant::now();
-        let round = self.round(|m, key, token| async move { m.extend(key, token, ttl).await });
+        let Some(most) = validity(ttl, Duration::ZERO, drift) else {
+            // Not even instant replies would leave any validity: nothing is sent.
+            self.lease.mark_lost();
+            return Err(self.lost_error());
+        };
+        let renewal = self.lease.begin(start + most);
+        let round =
+            self.round(move |conn, key, token| async move { conn.extend(&key, &token, ttl).await });
         // A quorum must answer within what is left of the validity, or the lock is gone anyway.
-        let Ok(round) = tokio::time::timeout(self.validity(), round).await else {
+        let Ok((round, _)) = tokio::time::timeout(self.validity(), round).await else {
             self.lease.mark_lost();
             return Err(self.lost_error());
         };
@@ -197,21 +213,24 @@ impl<M: Master> Guard<M> {
                 return Err(Error::NoQuorum {
                     resource: self.resource().to_owned(),
                     needed: s.quorum(),
-                    masters: s.members.len(),
+                    masters: s.n(),
                     failures: Failures(round.failures),
                 });
             }
         }
         self.extensions.fetch_add(1, Ordering::Relaxed);
-        let left = validity(ttl, start.elapsed(), drift(ttl, s.drift_factor));
-        match left {
-            Some(left) if self.lease.renew(start + left) => Ok(()),
-            _ => Err(self.lost_error()),
+        match validity(ttl, start.elapsed(), drift) {
+            Some(left) if self.lease.finish(renewal, start + left) => Ok(()),
+            _ => {
+                self.lease.mark_lost();
+                Err(self.lost_error())
+            }
         }
     }
 
-    /// Releases the lock on every master. Returns once a quorum confirmed (the others confirm
-    /// in the background, on the same connections as everything this lock sent them).
+    /// Releases the lock on every master. Returns once a quorum confirmed; the others confirm
+    /// in the background, on the same connections as everything this lock sent them, and
+    /// [`Redlock::close`](crate::Redlock::close) waits for them.
     ///
     /// Fails with [`Error::Lost`] if so many masters no longer held our token that it had not
     /// been held by a quorum, and with [`Error::NoQuorum`] when too few masters answered; the
@@ -224,41 +243,65 @@ impl<M: Master> Guard<M> {
     pub async fn release(mut self) -> Result<()> {
         self.armed = false;
         self.lease.mark_lost();
-        let round = self
-            .round(|m, key, token| async move { m.release(key, token).await })
+        let (round, mut rest) = self
+            .round(|conn, key, token| async move { conn.release(&key, &token).await })
             .await;
+        if !rest.is_empty() {
+            self.shared
+                .background()
+                .spawn(async move { while rest.next().await.is_some() {} });
+        }
         match round.tally.verdict() {
             Verdict::Reached => Ok(()),
             _ if round.tally.refusals_decide() => Err(self.lost_error()),
             _ => Err(Error::NoQuorum {
                 resource: self.resource().to_owned(),
                 needed: self.shared.quorum(),
-                masters: self.shared.members.len(),
+                masters: self.shared.n(),
                 failures: Failures(round.failures),
             }),
         }
     }
 
-    /// Sends `op` to every master at once and counts the answers until the outcome is known.
-    /// The requests still out when it is known run on; their answers are not awaited.
-    async fn round<'a, F, Fut>(&'a self, op: F) -> Round
+    /// Sends `op` to every master at once, each on its current connection, and counts the
+    /// answers until the outcome is known. Returns the count and the requests still out then,
+    /// which run on whether awaited or not.
+    async fn round<F, Fut>(
+        &self,
+        op: F,
+    ) -> (
+        Count,
+        Requests<impl Future<Output = (usize, redlock_single::Result<bool>)> + use<F, Fut, M>>,
+    )
     where
-        F: Fn(&'a M, &'a LockKey, &'a Token) -> Fut,
-        Fut: Future<Output = redlock_single::Result<bool>> + 'a,
+        F: Fn(M::Conn, LockKey, Token) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = redlock_single::Result<bool>> + Send + 'static,
     {
         let s = &self.shared;
-        let mut tally = Tally::new(s.members.len());
+        let requests = (0..s.n()).map(|i| {
+            let (voters, op) = (s.voters.clone(), op.clone());
+            let (key, token) = (self.key.clone(), self.token.clone());
+            // Sent at once to a master that is connected (in the first poll, see `round`).
+            let sent = voters
+                .master(i)
+                .connection()
+                .map(|c| op(c, key.clone(), token.clone()));
+            async move {
+                let reply = match sent {
+                    Ok(fut) => fut.await,
+                    Err(_) => match voters.connection(i).await {
+                        Ok(conn) => op(conn, key, token).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                (i, reply)
+            }
+        });
+        let mut pending = crate::round::started(requests).await;
+        let mut tally = Tally::new(s.n());
         let mut failures = Vec::new();
-        let mut pending: FuturesUnordered<_> = s
-            .members
-            .iter()
-            .map(|m| {
-                let fut = op(&m.master, &self.key, &self.token);
-                async move { (m.master.addr(), fut.await) }
-            })
-            .collect();
         while tally.verdict() == Verdict::Pending {
-            let Some((addr, answer)) = pending.next().await else {
+            let Some((i, answer)) = pending.next().await else {
                 break;
             };
             let cause = match answer {
@@ -275,12 +318,9 @@ impl<M: Master> Guard<M> {
                     Cause::Failed(e)
                 }
             };
-            failures.push(MasterFailure {
-                addr: addr.to_owned(),
-                cause,
-            });
+            failures.push(s.failure(i, cause));
         }
-        Round { tally, failures }
+        (Count { tally, failures }, pending)
     }
 
     /// Runs `work` while extending the lock by `ttl` every third of the ttl: `Some(output)`
@@ -306,7 +346,7 @@ impl<M: Master> Guard<M> {
                 Err(e) => Extension::Failed(e.to_string()),
             }
         };
-        redlock_single::run_extended(&self.lease, extend, work, ttl).await
+        run_extended(self.lease.lease(), extend, work, ttl).await
     }
 
     fn lost_error(&self) -> Error {
@@ -329,7 +369,18 @@ impl<M: Master> Drop for Guard<M> {
             return;
         }
         self.lease.mark_lost();
-        self.shared
-            .spawn_release_all(self.key.clone(), self.token.clone());
+        let (key, token) = (self.key.clone(), self.token.clone());
+        for m in self.shared.voters.masters() {
+            let Ok(conn) = m.connection() else {
+                continue;
+            };
+            let (key, token) = (key.clone(), token.clone());
+            self.shared.background().spawn(async move {
+                if let Err(e) = conn.release(&key, &token).await {
+                    tracing::debug!(error = %e,
+                        "background release failed; the key expires at the end of its ttl");
+                }
+            });
+        }
     }
 }

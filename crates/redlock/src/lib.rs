@@ -2,28 +2,34 @@
 //!
 //! # Layout
 //!
-//! - [`redlock`](Redlock): [`Redlock`] and its builder: parallel attempts, settling early,
-//!   validity, fencing, retries, `with_lock`.
+//! - [`redlock`](Redlock): [`Redlock`], the public face: acquire, retries, `with_lock`,
+//!   inspect, close.
+//! - [`builder`](RedlockBuilder): the settings, checked; connecting to a quorum.
+//! - `attempt`: one attempt: parallel requests, settling early, validity, fencing, undo.
 //! - [`guard`](Guard): [`Guard`]: extend, release and the lost signal over N masters.
+//! - `round`: the start of every fan-out: each request sent before any answer is counted.
+//! - `shared`: what the locks of one `Redlock` share.
 //! - [`tally`]: quorum counting and fence selection (pure).
-//! - [`restart`]: when a restarted master may vote again (pure).
 //! - [`error`](Error): the error enum.
 //!
-//! The per-master protocol (the Lua scripts, [`Node`]) lives in `redlock-single`, whose
+//! The per-master protocol (the Lua scripts, [`Node`]), the restart guard
+//! ([`voters`](redlock_single::voters)) and the lease live in `redlock-single`, whose
 //! [`Master`] trait this crate is generic over.
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod attempt;
+mod builder;
 mod error;
 mod guard;
 mod redlock;
-pub mod restart;
+mod round;
+mod shared;
 pub mod tally;
 
-pub use crate::redlock::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, Redlock, RedlockBuilder,
-};
+pub use crate::builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, RedlockBuilder};
+pub use crate::redlock::Redlock;
 pub use error::{Cause, Error, Failures, MasterFailure, Result};
 pub use guard::Guard;
-pub use redlock_single::{Health, Inspection, Lease, Master, Node, Retry};
-pub use restart::RECHECK_AFTER;
+pub use redlock_single::restart::{MIN_RESTART_DELAY, RECHECK_AFTER};
+pub use redlock_single::{Connection, Health, Inspection, Lease, Master, Node, Retry};

@@ -1,5 +1,5 @@
-//! `redlock-masters N`: starts N local masters for manual work (persisting every write, so that
-//! they vote at once), prints their URLs, and stops them on Ctrl-C (or SIGTERM). Run it through
+//! `redlock-masters N`: starts N local masters for manual work (persisting every write, and
+//! vouched for, so that they vote at once), prints their URLs, and stops them on Ctrl-C (or SIGTERM). Run it through
 //! `cargo xtask redis N`.
 
 use std::process::ExitCode;
@@ -30,7 +30,9 @@ fn main() -> ExitCode {
         persistence: Persistence::AofAlways,
         ..Default::default()
     };
-    let group = match RedisGroup::start_with(n, options) {
+    // Fresh masters have granted nothing: vouch for them so that clients let them vote at once
+    // (after a restart they wait out the restart delay, as they should).
+    let group = match RedisGroup::start_with(n, options).and_then(|g| g.vouch().map(|()| g)) {
         Ok(group) => group,
         Err(e) => {
             eprintln!("{e}");

@@ -1,0 +1,531 @@
+//! [`NodeConn`]: one connection to a master, through one fred client that never reconnects
+//! (the [`Node`](crate::Node) makes a new client for every connection, so that a reply is
+//! known to come over the connection that carried its request).
+//!
+//! It runs the protocol's scripts by EVALSHA, loading a script when the master answers
+//! NOSCRIPT, and bounds every request twice: by the per-request timeout, and by how many
+//! requests may wait for an answer at once. A request keeps its place in that count until fred
+//! is done with it: one that timed out or was dropped is handed to the connection's drain task,
+//! which polls it until the master answers or the connection closes, so that a paused master
+//! cannot make the client queue requests without bound.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fred::bytes_utils::Str;
+use fred::clients::{Client, WithOptions};
+use fred::interfaces::ClientLike;
+use fred::prelude::Options;
+use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand, Value};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+
+use crate::deadline::Deadline;
+use crate::error::{Blame, Error, Result};
+use crate::key::{LockKey, RestartKeys, Token};
+use crate::master::{Connection, Health, Inspection};
+use crate::reply::{self, Unexpected};
+use crate::scripts;
+
+/// One script, its hash as a ready argument and its source as one (cloning either only counts
+/// a reference).
+#[derive(Debug)]
+struct Loaded {
+    sha: Value,
+    lua: Value,
+}
+
+impl Loaded {
+    fn new(lua: &'static str) -> Loaded {
+        let script = Script::from_lua(lua);
+        Loaded {
+            sha: Value::from(script.sha1().clone()),
+            lua: Value::String(Str::from_static(lua)),
+        }
+    }
+}
+
+/// The scripts, hashed once per process.
+#[derive(Debug)]
+struct Scripts {
+    acquire: Loaded,
+    raise: Loaded,
+    extend: Loaded,
+    release: Loaded,
+    inspect: Loaded,
+    health: Loaded,
+    delay: Loaded,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    acquire: Loaded::new(scripts::ACQUIRE),
+    raise: Loaded::new(scripts::RAISE),
+    extend: Loaded::new(scripts::EXTEND),
+    release: Loaded::new(scripts::RELEASE),
+    inspect: Loaded::new(scripts::INSPECT),
+    health: Loaded::new(scripts::HEALTH),
+    delay: Loaded::new(scripts::DELAY),
+});
+
+/// One connection to a master; see the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct NodeConn {
+    inner: Arc<ConnInner>,
+}
+
+struct ConnInner {
+    id: u64,
+    addr: String,
+    client: Client,
+    /// The client with the options every request is sent with (fail fast, one attempt).
+    requests: WithOptions<Client>,
+    timeout: Duration,
+    limit: usize,
+    in_flight: Arc<AtomicUsize>,
+    drain: mpsc::UnboundedSender<Leftover>,
+}
+
+impl fmt::Debug for NodeConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConn")
+            .field("addr", &self.inner.addr)
+            .field("id", &self.inner.id)
+            .field("in_flight", &self.inner.in_flight.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// A request as fred runs it.
+type Call = Pin<Box<dyn Future<Output = Result<Value, fred::error::Error>> + Send>>;
+
+/// A request whose caller stopped waiting (timeout or drop), with its place in the count.
+struct Leftover {
+    call: Call,
+    _slot: Slot,
+}
+
+/// A place among the requests in flight; given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Polls the requests that nobody waits for any more until each has an answer (or fails with
+/// the connection), so that their places in the count are given back only then.
+async fn drain(mut rx: mpsc::UnboundedReceiver<Leftover>) {
+    let mut left = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(Leftover { call, _slot }) => left.push(async move {
+                    let _ = call.await;
+                    drop(_slot);
+                }),
+                None => break,
+            },
+            Some(()) = left.next(), if !left.is_empty() => {}
+        }
+    }
+    while left.next().await.is_some() {}
+}
+
+/// Why a request sent to fred did not return a reply.
+enum Failure {
+    Fred(fred::error::Error),
+    Elapsed,
+}
+
+/// A request in flight: fred's call, its deadline and its place in the count.
+struct Pending<'a> {
+    call: Option<Call>,
+    slot: Option<Slot>,
+    deadline: Deadline,
+    drain: &'a mpsc::UnboundedSender<Leftover>,
+}
+
+impl Pending<'_> {
+    /// Hands fred's call, still running, to the drain task.
+    fn hand_over(&mut self) {
+        if let (Some(call), Some(slot)) = (self.call.take(), self.slot.take()) {
+            // If the drain task is gone (the runtime is shutting down), the call is dropped.
+            let _ = self.drain.send(Leftover { call, _slot: slot });
+        }
+    }
+}
+
+impl Future for Pending<'_> {
+    type Output = Result<Value, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(call) = this.call.as_mut() else {
+            return Poll::Ready(Err(Failure::Elapsed));
+        };
+        if let Poll::Ready(out) = call.as_mut().poll(cx) {
+            this.call = None;
+            this.slot = None;
+            return Poll::Ready(out.map_err(Failure::Fred));
+        }
+        if this.deadline.poll_elapsed(cx) {
+            this.hand_over();
+            return Poll::Ready(Err(Failure::Elapsed));
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+/// An argument of a script, turned into a request argument for each request sent (twice when
+/// the script has to be loaded first), so that nothing is cloned on the common path.
+#[derive(Clone, Copy)]
+enum Arg<'a> {
+    Str(&'a str),
+    /// A shared buffer: sent by reference count, not copied.
+    Shared(&'a Str),
+    Int(i64),
+}
+
+/// Why an EVALSHA did not return a result.
+enum Retry {
+    /// The master does not know the script (it restarted): load it and try again.
+    NoScript,
+    Failed(Error),
+}
+
+/// Milliseconds for PX/PEXPIRE and the restart delay: never 0, which Redis refuses for PX.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+fn command(name: &'static str) -> CustomCommand {
+    CustomCommand::new_static(name, ClusterHash::FirstKey, false)
+}
+
+impl NodeConn {
+    /// Wraps a connected fred client; `id` is unique among the connections of the process.
+    pub(crate) fn new(
+        id: u64,
+        addr: String,
+        client: Client,
+        timeout: Duration,
+        limit: usize,
+    ) -> NodeConn {
+        // The per-request timeout is applied around each call (see `send`), not by fred.
+        let requests = client.with_options(&Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            ..Options::default()
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(drain(rx));
+        NodeConn {
+            inner: Arc::new(ConnInner {
+                id,
+                addr,
+                client,
+                requests,
+                timeout,
+                limit,
+                in_flight: Arc::new(AtomicUsize::new(0)),
+                drain: tx,
+            }),
+        }
+    }
+
+    /// Sends `SCRIPT LOAD` of every script without waiting for the answers: called before the
+    /// connection is handed out, so that these are its first requests and no script request
+    /// on it meets NOSCRIPT. A reload after NOSCRIPT is a second request sent later, which a
+    /// request made in between would overtake (a release reloaded behind the next acquire
+    /// would leave that acquire's lock in place); it stays only for a script cache flushed
+    /// while the connection lives.
+    pub(crate) fn preload(&self) {
+        let s = &*SCRIPTS;
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for script in [
+            &s.acquire, &s.raise, &s.extend, &s.release, &s.inspect, &s.health, &s.delay,
+        ] {
+            let slot = Slot(self.inner.in_flight.clone());
+            self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+            let conn = self.inner.clone();
+            let load = vec![Value::String(Str::from_static("LOAD")), script.lua.clone()];
+            let mut call: Call = Box::pin(async move {
+                conn.requests
+                    .custom::<Value, Value>(command("SCRIPT"), load)
+                    .await
+            });
+            // fred hands a command to its connection when first polled: this sends it now; the
+            // drain task polls it to its answer.
+            if call.as_mut().poll(&mut cx).is_pending() {
+                let _ = self.inner.drain.send(Leftover { call, _slot: slot });
+            }
+        }
+    }
+
+    /// The fred client of this connection, for anything this crate does not do.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// How many requests are waiting for an answer.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn error(&self, blame: Blame<'_>, e: fred::error::Error) -> Error {
+        Error::from_fred(&self.inner.addr, blame, self.inner.timeout, e)
+    }
+
+    fn unexpected(&self, what: Unexpected) -> Error {
+        Error::Redis {
+            addr: self.inner.addr.clone(),
+            cause: fred::error::Error::new(
+                fred::error::ErrorKind::Parse,
+                format!("unexpected reply: expected {}", what.0),
+            ),
+        }
+    }
+
+    /// Sends one command, bounded by the timeout and by the requests in flight.
+    async fn send(&self, cmd: CustomCommand, args: Vec<Value>, blame: Blame<'_>) -> Result<Value> {
+        let inner = &*self.inner;
+        let slot = Slot(inner.in_flight.clone());
+        if inner.in_flight.fetch_add(1, Ordering::AcqRel) >= inner.limit {
+            return Err(Error::Overloaded {
+                addr: inner.addr.clone(),
+                limit: inner.limit,
+            });
+        }
+        let conn = self.inner.clone();
+        // Boxed: fred's request futures are kilobytes, and a quorum round moves one per master.
+        let call: Call =
+            Box::pin(async move { conn.requests.custom::<Value, Value>(cmd, args).await });
+        let pending = Pending {
+            call: Some(call),
+            slot: Some(slot),
+            deadline: Deadline::after(inner.timeout),
+            drain: &inner.drain,
+        };
+        match pending.await {
+            Ok(value) => Ok(value),
+            Err(Failure::Fred(e)) => Err(self.error(blame, e)),
+            Err(Failure::Elapsed) => Err(Error::Timeout {
+                addr: inner.addr.clone(),
+                timeout: inner.timeout,
+            }),
+        }
+    }
+
+    /// Runs `script` by its hash, loading it once and trying again if the master lacks it.
+    ///
+    /// EVALSHA goes through fred's `custom` interface: fred sends its own `evalsha` unpipelined,
+    /// which holds every later command to this master until the reply is in. A custom command
+    /// is pipelined like any other, still written in the order it was made.
+    async fn eval(
+        &self,
+        script: &Loaded,
+        keys: &[&Str],
+        args: &[Arg<'_>],
+        blame: Blame<'_>,
+    ) -> Result<Value> {
+        match self.evalsha(script, keys, args, blame).await {
+            Err(Retry::NoScript) => {
+                let load = vec![Value::String(Str::from_static("LOAD")), script.lua.clone()];
+                self.send(command("SCRIPT"), load, Blame::Nothing).await?;
+                match self.evalsha(script, keys, args, blame).await {
+                    Err(Retry::NoScript) => Err(Error::Redis {
+                        addr: self.inner.addr.clone(),
+                        cause: fred::error::Error::new(
+                            fred::error::ErrorKind::Unknown,
+                            "NOSCRIPT after SCRIPT LOAD",
+                        ),
+                    }),
+                    Err(Retry::Failed(e)) => Err(e),
+                    Ok(r) => Ok(r),
+                }
+            }
+            Err(Retry::Failed(e)) => Err(e),
+            Ok(r) => Ok(r),
+        }
+    }
+
+    async fn evalsha(
+        &self,
+        script: &Loaded,
+        keys: &[&Str],
+        args: &[Arg<'_>],
+        blame: Blame<'_>,
+    ) -> Result<Value, Retry> {
+        let mut all = Vec::with_capacity(2 + keys.len() + args.len());
+        all.push(script.sha.clone());
+        // The key count as ready text: fred encodes an integer argument through a float
+        // logarithm and a digit conversion (docs/benchmarks.md).
+        all.push(Value::String(Str::from_static(match keys.len() {
+            1 => "1",
+            _ => "2",
+        })));
+        all.extend(keys.iter().map(|k| Value::String((*k).clone())));
+        all.extend(args.iter().map(|a| match *a {
+            Arg::Str(s) => Value::from(s),
+            Arg::Shared(s) => Value::String(s.clone()),
+            Arg::Int(i) => Value::Integer(i),
+        }));
+        match self.send(command("EVALSHA"), all, blame).await {
+            Err(Error::Redis { cause, .. }) if cause.details().starts_with("NOSCRIPT") => {
+                Err(Retry::NoScript)
+            }
+            r => r.map_err(Retry::Failed),
+        }
+    }
+
+    fn lock_keys(key: &LockKey) -> [&Str; 2] {
+        [key.shared_key(), key.shared_fence_key()]
+    }
+}
+
+impl Connection for NodeConn {
+    fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    async fn acquire(
+        &self,
+        key: &LockKey,
+        token: &Token,
+        ttl: Duration,
+        meta: &str,
+    ) -> Result<Option<u64>> {
+        let with_meta;
+        let value = if meta.is_empty() {
+            Arg::Shared(token.shared())
+        } else {
+            with_meta = token.value_with(meta);
+            Arg::Str(&with_meta)
+        };
+        let args = [value, Arg::Int(millis(ttl))];
+        let reply = self
+            .eval(
+                &SCRIPTS.acquire,
+                &Self::lock_keys(key),
+                &args,
+                Blame::Lock(key),
+            )
+            .await?;
+        reply::fence(&reply).map_err(|e| self.unexpected(e))
+    }
+
+    async fn raise(&self, key: &LockKey, token: &Token, fence: u64) -> Result<bool> {
+        let fence = i64::try_from(fence).unwrap_or(i64::MAX);
+        let args = [Arg::Shared(token.shared()), Arg::Int(fence)];
+        let reply = self
+            .eval(
+                &SCRIPTS.raise,
+                &Self::lock_keys(key),
+                &args,
+                Blame::Lock(key),
+            )
+            .await?;
+        reply::done(&reply).map_err(|e| self.unexpected(e))
+    }
+
+    async fn extend(&self, key: &LockKey, token: &Token, ttl: Duration) -> Result<bool> {
+        let args = [Arg::Shared(token.shared()), Arg::Int(millis(ttl))];
+        let reply = self
+            .eval(
+                &SCRIPTS.extend,
+                &[key.shared_key()],
+                &args,
+                Blame::Lock(key),
+            )
+            .await?;
+        reply::done(&reply).map_err(|e| self.unexpected(e))
+    }
+
+    async fn release(&self, key: &LockKey, token: &Token) -> Result<bool> {
+        let args = [Arg::Shared(token.shared())];
+        let reply = self
+            .eval(
+                &SCRIPTS.release,
+                &[key.shared_key()],
+                &args,
+                Blame::Lock(key),
+            )
+            .await?;
+        reply::done(&reply).map_err(|e| self.unexpected(e))
+    }
+
+    async fn inspect(&self, key: &LockKey) -> Result<Inspection> {
+        let reply = self
+            .eval(
+                &SCRIPTS.inspect,
+                &Self::lock_keys(key),
+                &[],
+                Blame::Lock(key),
+            )
+            .await?;
+        reply::inspection(&reply).map_err(|e| self.unexpected(e))
+    }
+
+    async fn health(
+        &self,
+        keys: &RestartKeys,
+        delay: Duration,
+        persistence: bool,
+    ) -> Result<Health> {
+        let (incarnation, delay_key) = keys.shared();
+        let args = [Arg::Int(millis(delay))];
+        let both = [incarnation, delay_key];
+        let read = self.eval(&SCRIPTS.health, &both, &args, Blame::Restart(keys));
+        let (reply, policy) = if persistence {
+            // The fsync policy is not in INFO; CONFIG cannot run in a script.
+            let config = vec![
+                Value::String(Str::from_static("GET")),
+                Value::String(Str::from_static("appendfsync")),
+            ];
+            let policy = self.send(command("CONFIG"), config, Blame::Nothing);
+            let (reply, policy) = futures::future::join(read, policy).await;
+            let policy = reply::fsync_policy(&policy?).map_err(|e| self.unexpected(e))?;
+            (reply?, Some(policy))
+        } else {
+            (read.await?, None)
+        };
+        reply::health(&reply, policy.as_deref()).map_err(|e| self.unexpected(e))
+    }
+
+    async fn restart_delay(&self, keys: &RestartKeys, delay: Duration) -> Result<Duration> {
+        let (incarnation, delay_key) = keys.shared();
+        let args = [Arg::Int(millis(delay))];
+        let reply = self
+            .eval(
+                &SCRIPTS.delay,
+                &[incarnation, delay_key],
+                &args,
+                Blame::Restart(keys),
+            )
+            .await?;
+        reply::millis(&reply).ok_or_else(|| self.unexpected(Unexpected("a restart delay")))
+    }
+
+    async fn vouch(&self, keys: &RestartKeys, run_id: &str) -> Result<()> {
+        let (incarnation, _) = keys.shared();
+        let args = vec![Value::String(incarnation.clone()), Value::from(run_id)];
+        self.send(command("SET"), args, Blame::Restart(keys))
+            .await
+            .map(drop)
+    }
+}
