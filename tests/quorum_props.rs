@@ -14,6 +14,13 @@ use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_millis(1000);
 const TIMEOUT: Duration = Duration::from_millis(20);
+/// The ttls of the clients of a scenario, in turn: clients of one fleet that use different
+/// ttls, so that the restart delay must cover the longest of them.
+const TTLS: [Duration; 3] = [
+    Duration::from_millis(300),
+    Duration::from_millis(1000),
+    Duration::from_millis(4000),
+];
 
 /// One successful acquisition: when `acquire` returned, until when the holder relied on it
 /// (its release or its validity deadline, whichever came first), and its fencing token.
@@ -52,8 +59,22 @@ fn fence_regression(held: &[Held]) -> Option<(Held, Held)> {
 enum Event {
     Crash(usize),
     Restart(usize),
+    /// Restart with this persistence from now on (what the crashed run kept is what it had).
+    RestartWith(usize, bool),
     Rate(usize, f64),
     Faults(usize, Faults),
+}
+
+impl Event {
+    fn master(&self) -> usize {
+        match self {
+            Event::Crash(i)
+            | Event::Restart(i)
+            | Event::RestartWith(i, _)
+            | Event::Rate(i, _)
+            | Event::Faults(i, _) => *i,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,14 +84,23 @@ struct Scenario {
     rounds: usize,
     persistent: bool,
     restart_guard: bool,
+    /// Whether the clients use the different ttls of [`TTLS`] (else all use [`TTL`]).
+    mixed_ttls: bool,
+    /// Each master's clock starts this many ms off (within the bound of `docs/safety.md`:
+    /// less than the least restart delay less a second apart).
+    offsets: Vec<f64>,
     seed: u64,
     /// (at, event), applied in time order while the clients run.
     events: Vec<(Duration, Event)>,
 }
 
 fn lock_for(servers: &[SimServer], guard: bool) -> Redlock<SimNode> {
+    lock_with_ttl(servers, guard, TTL)
+}
+
+fn lock_with_ttl(servers: &[SimServer], guard: bool, ttl: Duration) -> Redlock<SimNode> {
     Redlock::builder()
-        .ttl(TTL)
+        .ttl(ttl)
         .timeout(TIMEOUT)
         .retry(Retry::linear(Duration::from_millis(30)).deadline(Duration::from_millis(600)))
         .restart_guard(guard)
@@ -89,8 +119,11 @@ async fn run(sc: Scenario) -> (Vec<Held>, Vec<SimServer>) {
             )
         })
         .collect();
-    // Masters that have been up for longer than the ttl, as in steady state.
-    tokio::time::sleep(TTL * 2).await;
+    for (s, offset) in servers.iter().zip(&sc.offsets) {
+        s.shift_clock(*offset);
+    }
+    // Masters that have been up for longer than the restart delay, as in steady state.
+    tokio::time::sleep(TTLS[2] * 2).await;
 
     let origin = Instant::now();
     let events = {
@@ -103,6 +136,7 @@ async fn run(sc: Scenario) -> (Vec<Held>, Vec<SimServer>) {
                 match event {
                     Event::Crash(i) => servers[i].crash(),
                     Event::Restart(i) => servers[i].restart(),
+                    Event::RestartWith(i, p) => servers[i].restart_with(p),
                     Event::Rate(i, r) => servers[i].set_rate(r),
                     Event::Faults(i, f) => servers[i].set_faults(f),
                 }
@@ -112,7 +146,12 @@ async fn run(sc: Scenario) -> (Vec<Held>, Vec<SimServer>) {
 
     let clients: Vec<_> = (0..sc.clients)
         .map(|c| {
-            let lock = lock_for(&servers, sc.restart_guard);
+            let ttl = if sc.mixed_ttls {
+                TTLS[c % TTLS.len()]
+            } else {
+                TTL
+            };
+            let lock = lock_with_ttl(&servers, sc.restart_guard, ttl);
             let mut rng = StdRng::seed_from_u64(sc.seed.wrapping_mul(31).wrapping_add(c as u64));
             tokio::spawn(async move {
                 let mut held = Vec::new();
@@ -124,8 +163,10 @@ async fn run(sc: Scenario) -> (Vec<Held>, Vec<SimServer>) {
                     let start = Instant::now();
                     let deadline = start + guard.validity();
                     let fence = guard.fence();
-                    // Hold for a while, sometimes past the validity (then it is simply lost).
-                    let hold = Duration::from_millis(rng.random_range(0..1200));
+                    // Hold for a while, up to a little past the validity (then it is simply
+                    // lost).
+                    let most = u64::try_from(lock.ttl().as_millis() * 6 / 5).unwrap_or(u64::MAX);
+                    let hold = Duration::from_millis(rng.random_range(0..most));
                     tokio::time::sleep(hold).await;
                     let end = (start + hold).min(deadline);
                     held.push(Held {
@@ -157,7 +198,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn faults() -> impl Strategy<Value = Faults> {
-    (0.0f64..0.3, 0.0f64..0.3, 0u64..8).prop_map(|(lose_request, lose_reply, ms)| Faults {
+    (0.0f64..0.6, 0.0f64..0.3, 0u64..8).prop_map(|(lose_request, lose_reply, ms)| Faults {
         lose_request,
         lose_reply,
         max_delay: Duration::from_millis(ms),
@@ -165,47 +206,70 @@ fn faults() -> impl Strategy<Value = Faults> {
 }
 
 /// Events within the assumptions: any faults on any master (delays, lost requests and
-/// replies), crashes and restarts, and clock rates within the drift factor (1%).
+/// replies), crashes and restarts (switching persistence or not), and clock rates within the
+/// drift factor (1%).
 fn events(masters: usize) -> impl Strategy<Value = Vec<(Duration, Event)>> {
     let event = prop_oneof![
-        (0..masters).prop_map(Event::Crash),
-        (0..masters).prop_map(Event::Restart),
-        (0..masters, 0.995f64..1.0099).prop_map(|(i, r)| Event::Rate(i, r)),
-        (0..masters, faults()).prop_map(|(i, f)| Event::Faults(i, f)),
+        (0..masters).prop_map(|i| vec![(0, Event::Crash(i))]),
+        (0..masters).prop_map(|i| vec![(0, Event::Restart(i))]),
+        // A crash and the restart that follows, with the persistence of the new run.
+        (0..masters, 0u64..3000, any::<bool>())
+            .prop_map(|(i, down, p)| vec![(0, Event::Crash(i)), (down, Event::RestartWith(i, p)),]),
+        (0..masters, 0.995f64..1.0099).prop_map(|(i, r)| vec![(0, Event::Rate(i, r))]),
+        (0..masters, faults()).prop_map(|(i, f)| vec![(0, Event::Faults(i, f))]),
     ];
-    proptest::collection::vec(
-        (0u64..6000)
-            .prop_map(Duration::from_millis)
-            .prop_flat_map(move |at| event.clone().prop_map(move |e| (at, e))),
-        0..12,
-    )
+    proptest::collection::vec(((0u64..8000), event), 0..10).prop_map(|groups| {
+        groups
+            .into_iter()
+            .flat_map(|(at, group)| {
+                group
+                    .into_iter()
+                    .map(move |(after, e)| (Duration::from_millis(at + after), e))
+            })
+            .collect()
+    })
+}
+
+/// Clock offsets of the masters within the bound: less than a second apart.
+fn offsets() -> impl Strategy<Value = Vec<f64>> {
+    proptest::collection::vec(-400.0f64..400.0, 5)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Within the assumptions (drift within the factor; a restarted master that lost its keys
-    /// does not vote until the ttl has passed), no two holders ever rely on the lock at once.
+    /// Within the assumptions (drift within the factor; the restart guard on, so that a master
+    /// that may have lost locks does not vote until the longest ttl of any client has passed),
+    /// no two holders ever rely on the lock at once: with empty restarts, restarts that switch
+    /// persistence, and clients with different ttls.
     #[test]
     fn no_two_holders_overlap(
-        masters in 3usize..=5, seed: u64, persistent: bool, evs in events(5),
+        masters in 3usize..=5, seed: u64, persistent: bool, mixed_ttls: bool,
+        offsets in offsets(), evs in events(5),
     ) {
-        let evs: Vec<_> = evs.into_iter().filter(|(_, e)| match e {
-            Event::Crash(i) | Event::Restart(i) | Event::Rate(i, _) | Event::Faults(i, _) => *i < masters,
-        }).collect();
-        let sc = Scenario { masters, clients: 3, rounds: 6, persistent, restart_guard: true, seed, events: evs };
+        let evs: Vec<_> = evs.into_iter().filter(|(_, e)| e.master() < masters).collect();
+        let sc = Scenario {
+            masters, clients: 3, rounds: 6, persistent, restart_guard: true, mixed_ttls,
+            offsets, seed, events: evs,
+        };
         let (held, _) = runtime().block_on(run(sc));
         prop_assert!(overlap(&held).is_none(), "overlap: {:?}", overlap(&held));
     }
 
-    /// With counters that survive crashes, fencing tokens strictly increase in the order in
-    /// which acquisitions succeeded, whatever else goes wrong.
+    /// Fencing tokens strictly increase in the order in which acquisitions succeeded, with
+    /// masters that lose their counters in empty restarts or keep them, whatever else goes
+    /// wrong, as long as the masters' clocks are less than a second apart (the hybrid
+    /// counter's assumption).
     #[test]
-    fn fences_strictly_increase(masters in 3usize..=5, seed: u64, evs in events(5)) {
-        let evs: Vec<_> = evs.into_iter().filter(|(_, e)| match e {
-            Event::Crash(i) | Event::Restart(i) | Event::Rate(i, _) | Event::Faults(i, _) => *i < masters,
-        }).collect();
-        let sc = Scenario { masters, clients: 3, rounds: 6, persistent: true, restart_guard: true, seed, events: evs };
+    fn fences_strictly_increase(
+        masters in 3usize..=5, seed: u64, persistent: bool, mixed_ttls: bool,
+        offsets in offsets(), evs in events(5),
+    ) {
+        let evs: Vec<_> = evs.into_iter().filter(|(_, e)| e.master() < masters).collect();
+        let sc = Scenario {
+            masters, clients: 3, rounds: 6, persistent, restart_guard: true, mixed_ttls,
+            offsets, seed, events: evs,
+        };
         let (held, _) = runtime().block_on(run(sc));
         prop_assert!(fence_regression(&held).is_none(), "{:?}", fence_regression(&held));
     }
@@ -218,7 +282,10 @@ proptest! {
         let left = rt.block_on(async {
             let faults = Faults { lose_request: 0.0, lose_reply: reply_loss, max_delay: Duration::from_millis(delay) };
             let events = (0..masters).map(|i| (Duration::ZERO, Event::Faults(i, faults))).collect();
-            let sc = Scenario { masters, clients: 3, rounds: 5, persistent: false, restart_guard: true, seed, events };
+            let sc = Scenario {
+                masters, clients: 3, rounds: 5, persistent: false, restart_guard: true,
+                mixed_ttls: true, offsets: vec![0.0; 5], seed, events,
+            };
             let (held, servers) = run(sc).await;
             // Let every request in flight reach its master (well under the 1 s ttl).
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -239,6 +306,8 @@ fn a_fault_free_schedule_serves_every_round() {
         rounds: 6,
         persistent: false,
         restart_guard: true,
+        mixed_ttls: false,
+        offsets: vec![0.0; 5],
         seed: 7,
         events: vec![],
     };
@@ -308,4 +377,113 @@ async fn empty_restart(guard: bool) -> Vec<Held> {
         });
     }
     held
+}
+
+/// A client with a short ttl must not let a master that restarted empty vote while a client
+/// with a longer ttl still holds a lock it granted: the restart delay is the longest ttl of
+/// any client of the masters, which the short one learns from the others (`voters`).
+#[test]
+fn a_short_ttl_client_waits_out_a_long_ttl_clients_lock_after_an_empty_restart() {
+    let held = runtime().block_on(async {
+        let servers: Vec<SimServer> = (0..3)
+            .map(|i| SimServer::new(format!("sim-{i}:6379"), false, i))
+            .collect();
+        tokio::time::sleep(TTLS[2] * 2).await;
+        let long = lock_with_ttl(&servers, true, Duration::from_secs(8));
+        let short = lock_with_ttl(&servers, true, Duration::from_millis(300));
+        // Both have read every master; then the long one takes the lock on 0 and 1 only.
+        for l in [&long, &short] {
+            let g = l
+                .try_acquire("warm")
+                .await
+                .expect("no error")
+                .expect("free");
+            g.release().await.expect("release");
+        }
+        servers[2].set_faults(Faults {
+            lose_request: 1.0,
+            ..Faults::default()
+        });
+        let first = long
+            .try_acquire("r")
+            .await
+            .expect("no error")
+            .expect("A gets it");
+        let mut held = vec![Held {
+            client: 0,
+            start: Instant::now(),
+            end: Instant::now() + first.validity(),
+            fence: first.fence(),
+        }];
+        servers[2].set_faults(Faults::default());
+        // Master 0 restarts empty: only its wait stands between the short client and a quorum.
+        servers[0].crash();
+        servers[0].restart();
+        let until = Instant::now() + first.validity();
+        while Instant::now() < until {
+            if let Ok(Some(second)) = short.try_acquire("r").await {
+                held.push(Held {
+                    client: 1,
+                    start: Instant::now(),
+                    end: Instant::now() + second.validity(),
+                    fence: second.fence(),
+                });
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(first);
+        held
+    });
+    assert!(overlap(&held).is_none(), "overlap: {held:?}");
+}
+
+/// The issue's schedule for fences: tokens from masters 0 and 1 while master 2 misses them,
+/// master 0 restarts empty, and the next lock is granted by masters 0 and 2, neither of which
+/// kept the count: its token must still be the largest (the hybrid counter).
+#[test]
+fn fences_keep_increasing_when_the_next_quorum_lost_or_missed_the_count() {
+    let tokens = runtime().block_on(async {
+        let servers: Vec<SimServer> = (0..3)
+            .map(|i| SimServer::new(format!("sim-{i}:6379"), false, 10 + i))
+            .collect();
+        tokio::time::sleep(TTLS[2] * 2).await;
+        let locks = lock_with_ttl(&servers, true, TTL);
+        let warm = locks
+            .try_acquire("warm")
+            .await
+            .expect("no error")
+            .expect("free");
+        warm.release().await.expect("release");
+        servers[2].set_faults(Faults {
+            lose_request: 1.0,
+            ..Faults::default()
+        });
+        let mut tokens = Vec::new();
+        for _ in 0..5 {
+            let g = locks
+                .try_acquire("f")
+                .await
+                .expect("no error")
+                .expect("free");
+            tokens.push(g.fence());
+            g.release().await.expect("release");
+        }
+        servers[2].set_faults(Faults::default());
+        servers[0].crash();
+        servers[0].restart();
+        servers[1].crash();
+        // Once master 0 has waited out its restart delay (attempts in between would count on
+        // master 2 and hide what is being shown), one attempt on {0, 2}.
+        tokio::time::sleep(redlock::MIN_RESTART_DELAY + TTL).await;
+        if let Ok(Some(g)) = locks.try_acquire("f").await {
+            tokens.push(g.fence());
+        }
+        tokens
+    });
+    assert_eq!(tokens.len(), 6, "masters 0 and 2 never granted again");
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "fences went back: {tokens:?}"
+    );
 }

@@ -272,3 +272,119 @@ async fn extend_with_zero_ttl_is_refused() {
     );
     guard.release().await.expect("release");
 }
+
+#[tokio::test]
+async fn a_paused_master_bounds_what_waits_for_it_and_refuses_the_rest_at_once() {
+    let mut server = redlock_tests::server();
+    let lock = builder(&server, TTL)
+        .timeout(Duration::from_millis(100))
+        .max_in_flight(8)
+        .connect()
+        .await
+        .expect("connect");
+    let warm = lock
+        .try_acquire("warm")
+        .await
+        .expect("acquire")
+        .expect("free");
+    warm.release().await.expect("release");
+    server.pause().expect("pause");
+    // Fifty attempts at once against a master that does not answer: eight go out and wait for
+    // it (they keep their places after timing out, until it answers); the rest are refused
+    // without being sent.
+    let names: Vec<String> = (0..50).map(|i| format!("q{i}")).collect();
+    let outs = futures::future::join_all(names.iter().map(|n| lock.try_acquire(n))).await;
+    let refused = outs
+        .iter()
+        .filter(|o| matches!(o, Err(Error::Overloaded { limit: 8, .. })))
+        .count();
+    assert_eq!(refused, 42, "{outs:?}");
+    server.resume().expect("resume");
+    // Only what went out runs when the master resumes, and none of it stays: each acquire's
+    // release went out behind it.
+    let clean = redlock_tests::eventually(Duration::from_secs(10), || {
+        names
+            .iter()
+            .all(|n| !exists(&server, &format!("redlock:{{{n}}}")))
+    })
+    .await;
+    assert!(clean, "an acquire that went out was left behind");
+    let ran = names
+        .iter()
+        .filter(|n| redlock_tests::counter(&server, n) > 0)
+        .count();
+    assert_eq!(ran, 8, "more requests ran than the bound let out");
+}
+
+#[tokio::test]
+async fn a_per_request_timeout_too_large_for_a_clock_never_panics() {
+    use redlock_single::{Connection, LockKey, Master, Node, NodeOptions};
+    let server = redlock_tests::server();
+    let options = NodeOptions {
+        timeout: Duration::MAX,
+        ..NodeOptions::default()
+    };
+    let node = Node::connect(&server.url(), options)
+        .await
+        .expect("connect");
+    let key = LockKey::new("redlock:", "max").expect("key");
+    let seen = node
+        .connection()
+        .expect("connected")
+        .inspect(&key)
+        .await
+        .expect("inspect");
+    assert!(seen.holder.is_none());
+    // On a lock, where the ttl bounds it, it is a configuration error.
+    let err = builder(&server, TTL)
+        .timeout(Duration::MAX)
+        .connect()
+        .await
+        .expect_err("larger than the ttl");
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_password_is_named_with_the_servers_reply_and_the_master_once() {
+    let server = redlock_tests::server();
+    server
+        .cmd(&["CONFIG", "SET", "requirepass", "secret"])
+        .expect("set a password");
+    let addr = server.addr();
+    // No password: refused in the handshake, with the server's reply.
+    let err = builder(&server, TTL).connect().await.expect_err("NOAUTH");
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::Denied { .. }) && text.contains("NOAUTH"),
+        "{err:?}"
+    );
+    assert_eq!(text.matches(&addr).count(), 1, "{text}");
+    assert!(!err.is_transient(), "{err:?}");
+    // A wrong password: the handshake is refused.
+    let err = Lock::builder()
+        .url(format!("redis://:wrong@{addr}"))
+        .connect()
+        .await
+        .expect_err("WRONGPASS");
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::Denied { .. }) && text.contains("WRONGPASS"),
+        "{err:?}"
+    );
+    assert_eq!(text.matches(&addr).count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn a_fencing_counter_of_another_type_is_named_as_the_fence_key() {
+    let server = redlock_tests::server();
+    let lock = connect(&server, TTL).await;
+    server
+        .cmd(&["SET", "redlock:{f}:fence", "banana"])
+        .expect("SET");
+    let err = lock.try_acquire("f").await.expect_err("bad counter");
+    assert!(
+        matches!(err, Error::WrongType { ref key, .. } if key == "redlock:{f}:fence"),
+        "{err:?}"
+    );
+    assert!(!exists(&server, "redlock:{f}"), "a lock was left behind");
+}

@@ -119,3 +119,34 @@ pub fn script_calls(server: &RedisServer) -> u64 {
         })
         .sum()
 }
+
+/// The id of `node`'s connection now, if it has one.
+pub fn connection_id(node: &redlock_single::Node) -> Option<u64> {
+    use redlock_single::{Connection, Master};
+    node.connection().ok().map(|c| c.id())
+}
+
+/// Waits until `node` has a connection other than `old` (it reconnected), for at most
+/// `bound`; panics if it does not.
+pub async fn reconnected(node: &redlock_single::Node, old: Option<u64>, bound: Duration) {
+    let found = eventually(bound, || {
+        connection_id(node).is_some_and(|id| Some(id) != old)
+    })
+    .await;
+    assert!(found, "{node:?} did not reconnect");
+}
+
+/// The server's uptime in seconds, from INFO.
+pub fn uptime(server: &RedisServer) -> u64 {
+    let info = server.cmd(&["INFO", "server"]).expect("INFO");
+    info.as_str()
+        .and_then(|i| i.lines().find_map(|l| l.strip_prefix("uptime_in_seconds:")))
+        .and_then(|u| u.trim().parse().ok())
+        .expect("INFO has the uptime")
+}
+
+/// Waits until the server has been up for `secs` seconds (by its own INFO), at most a minute.
+pub async fn up_for(server: &RedisServer, secs: u64) {
+    let up = eventually(Duration::from_secs(60), || uptime(server) >= secs).await;
+    assert!(up, "the server did not stay up");
+}

@@ -204,29 +204,30 @@ fn a_held_lock_exits_75_naming_the_holder() {
     assert_eq!(out.status.code(), Some(75));
     assert!(start.elapsed() >= Duration::from_millis(300));
 
-    // status, as JSON, shows the same holder on every master.
+    // status, as JSON, shows the holder on a quorum of the masters. (On a quorum, not always
+    // on all three: the holder's exec took the lock as soon as a quorum was connected, and a
+    // master whose connection came later was not asked.)
     let out = run(&["status", "--nodes", &n, "--key", "held", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json parses");
     assert_eq!(doc["key"], "held");
-    assert_eq!(doc["held_on"], 3);
+    assert!(doc["held_on"].as_u64().expect("held_on") >= 2, "{doc}");
     assert_eq!(doc["quorum"], 2);
     assert_eq!(doc["held"], true);
     let masters = doc["masters"].as_array().expect("masters");
     assert_eq!(masters.len(), 3);
     for m in masters {
-        assert_eq!(m["holder"], "holder-host:4242");
-        assert_eq!(m["answered"], true);
-        assert!(m["ttl_ms"].as_u64().expect("ttl") > 0);
-        assert!(m["fence"].as_u64().expect("fence") >= 1);
+        assert_eq!(m["answered"], true, "{m}");
+        if m["held"] == true {
+            assert_eq!(m["holder"], "holder-host:4242");
+            assert!(m["ttl_ms"].as_u64().expect("ttl") > 0);
+            assert!(m["fence"].as_u64().expect("fence") >= 1);
+        }
     }
     // And as text, with a summary line.
     let out = run(&["status", "--nodes", &n, "--key", "held"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        text.contains("held on 3 of 3 masters (held by a quorum"),
-        "{text}"
-    );
+    assert!(text.contains("(held by a quorum"), "{text}");
 
     // SIGTERM is passed on to the command; the tool then releases and exits.
     let pid = nix::unistd::Pid::from_raw(i32::try_from(holder.id()).expect("pid"));

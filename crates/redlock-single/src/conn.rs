@@ -105,10 +105,11 @@ impl fmt::Debug for NodeConn {
 /// A request as fred runs it.
 type Call = Pin<Box<dyn Future<Output = Result<Value, fred::error::Error>> + Send>>;
 
-/// A request whose caller stopped waiting (timeout or drop), with its place in the count.
+/// A request whose caller stopped waiting (timeout or drop), with its place in the count (the
+/// script loads of a new connection have none: seven per connection, bounded already).
 struct Leftover {
     call: Call,
-    _slot: Slot,
+    _slot: Option<Slot>,
 }
 
 /// A place among the requests in flight; given back when dropped.
@@ -158,7 +159,10 @@ impl Pending<'_> {
     fn hand_over(&mut self) {
         if let (Some(call), Some(slot)) = (self.call.take(), self.slot.take()) {
             // If the drain task is gone (the runtime is shutting down), the call is dropped.
-            let _ = self.drain.send(Leftover { call, _slot: slot });
+            let _ = self.drain.send(Leftover {
+                call,
+                _slot: Some(slot),
+            });
         }
     }
 }
@@ -260,8 +264,6 @@ impl NodeConn {
         for script in [
             &s.acquire, &s.raise, &s.extend, &s.release, &s.inspect, &s.health, &s.delay,
         ] {
-            let slot = Slot(self.inner.in_flight.clone());
-            self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
             let conn = self.inner.clone();
             let load = vec![Value::String(Str::from_static("LOAD")), script.lua.clone()];
             let mut call: Call = Box::pin(async move {
@@ -272,7 +274,7 @@ impl NodeConn {
             // fred hands a command to its connection when first polled: this sends it now; the
             // drain task polls it to its answer.
             if call.as_mut().poll(&mut cx).is_pending() {
-                let _ = self.inner.drain.send(Leftover { call, _slot: slot });
+                let _ = self.inner.drain.send(Leftover { call, _slot: None });
             }
         }
     }
@@ -301,11 +303,25 @@ impl NodeConn {
         }
     }
 
-    /// Sends one command, bounded by the timeout and by the requests in flight.
-    async fn send(&self, cmd: CustomCommand, args: Vec<Value>, blame: Blame<'_>) -> Result<Value> {
+    /// Sends one command, bounded by the timeout and by the requests in flight: `limit` of
+    /// them, or twice that for a release, so that the release that undoes a timed-out acquire
+    /// (which keeps its place until the master answers) still goes out. Each release undoes at
+    /// most one acquire, so what waits stays bounded.
+    async fn send(
+        &self,
+        cmd: CustomCommand,
+        args: Vec<Value>,
+        blame: Blame<'_>,
+        release: bool,
+    ) -> Result<Value> {
         let inner = &*self.inner;
         let slot = Slot(inner.in_flight.clone());
-        if inner.in_flight.fetch_add(1, Ordering::AcqRel) >= inner.limit {
+        let limit = if release {
+            inner.limit.saturating_mul(2)
+        } else {
+            inner.limit
+        };
+        if inner.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
             return Err(Error::Overloaded {
                 addr: inner.addr.clone(),
                 limit: inner.limit,
@@ -343,11 +359,13 @@ impl NodeConn {
         args: &[Arg<'_>],
         blame: Blame<'_>,
     ) -> Result<Value> {
-        match self.evalsha(script, keys, args, blame).await {
+        let release = std::ptr::eq(script, &SCRIPTS.release);
+        match self.evalsha(script, keys, args, blame, release).await {
             Err(Retry::NoScript) => {
                 let load = vec![Value::String(Str::from_static("LOAD")), script.lua.clone()];
-                self.send(command("SCRIPT"), load, Blame::Nothing).await?;
-                match self.evalsha(script, keys, args, blame).await {
+                self.send(command("SCRIPT"), load, Blame::Nothing, release)
+                    .await?;
+                match self.evalsha(script, keys, args, blame, release).await {
                     Err(Retry::NoScript) => Err(Error::Redis {
                         addr: self.inner.addr.clone(),
                         cause: fred::error::Error::new(
@@ -370,6 +388,7 @@ impl NodeConn {
         keys: &[&Str],
         args: &[Arg<'_>],
         blame: Blame<'_>,
+        release: bool,
     ) -> Result<Value, Retry> {
         let mut all = Vec::with_capacity(2 + keys.len() + args.len());
         all.push(script.sha.clone());
@@ -385,7 +404,7 @@ impl NodeConn {
             Arg::Shared(s) => Value::String(s.clone()),
             Arg::Int(i) => Value::Integer(i),
         }));
-        match self.send(command("EVALSHA"), all, blame).await {
+        match self.send(command("EVALSHA"), all, blame, release).await {
             Err(Error::Redis { cause, .. }) if cause.details().starts_with("NOSCRIPT") => {
                 Err(Retry::NoScript)
             }
@@ -490,21 +509,31 @@ impl Connection for NodeConn {
         let (incarnation, delay_key) = keys.shared();
         let args = [Arg::Int(millis(delay))];
         let both = [incarnation, delay_key];
-        let read = self.eval(&SCRIPTS.health, &both, &args, Blame::Restart(keys));
-        let (reply, policy) = if persistence {
-            // The fsync policy is not in INFO; CONFIG cannot run in a script.
+        let info = |section: &'static str| {
+            let args = vec![Value::String(Str::from_static(section))];
+            self.send(command("INFO"), args, Blame::Nothing, false)
+        };
+        // Sent one after the other on the connection, answered in one round trip.
+        let read = futures::future::join3(
+            info("server"),
+            info("persistence"),
+            self.eval(&SCRIPTS.health, &both, &args, Blame::Restart(keys)),
+        );
+        let ((server, persisting, restart), policy) = if persistence {
+            // The fsync policy is not in INFO.
             let config = vec![
                 Value::String(Str::from_static("GET")),
                 Value::String(Str::from_static("appendfsync")),
             ];
-            let policy = self.send(command("CONFIG"), config, Blame::Nothing);
-            let (reply, policy) = futures::future::join(read, policy).await;
+            let policy = self.send(command("CONFIG"), config, Blame::Nothing, false);
+            let (read, policy) = futures::future::join(read, policy).await;
             let policy = reply::fsync_policy(&policy?).map_err(|e| self.unexpected(e))?;
-            (reply?, Some(policy))
+            (read, Some(policy))
         } else {
-            (read.await?, None)
+            (read.await, None)
         };
-        reply::health(&reply, policy.as_deref()).map_err(|e| self.unexpected(e))
+        reply::health(&server?, &persisting?, &restart?, policy.as_deref())
+            .map_err(|e| self.unexpected(e))
     }
 
     async fn restart_delay(&self, keys: &RestartKeys, delay: Duration) -> Result<Duration> {
@@ -524,7 +553,7 @@ impl Connection for NodeConn {
     async fn vouch(&self, keys: &RestartKeys, run_id: &str) -> Result<()> {
         let (incarnation, _) = keys.shared();
         let args = vec![Value::String(incarnation.clone()), Value::from(run_id)];
-        self.send(command("SET"), args, Blame::Restart(keys))
+        self.send(command("SET"), args, Blame::Restart(keys), false)
             .await
             .map(drop)
     }

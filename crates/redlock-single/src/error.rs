@@ -195,7 +195,9 @@ impl Error {
                 key: key.to_owned(),
             };
         }
-        if ["NOAUTH", "WRONGPASS", "NOPERM"]
+        // A script's command refused by the ACL reads "The user executing the script can't run
+        // this command" before Redis 7.2 and NOPERM after.
+        if ["NOAUTH", "WRONGPASS", "NOPERM", "can't run this command"]
             .iter()
             .any(|code| details.contains(code))
             || cause.kind() == &ErrorKind::Auth

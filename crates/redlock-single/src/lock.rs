@@ -250,12 +250,18 @@ impl<M: Master> Lock<M> {
             );
             DropGuard::new(move || release_later(&voters, key, token, Some(conn)))
         };
-        let fence = match conn.acquire(key, &token, s.ttl, &s.meta).await? {
-            Some(fence) => fence,
-            None => {
+        let fence = match conn.acquire(key, &token, s.ttl, &s.meta).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => {
                 undo.disarm();
                 return Ok(Attempt::Held);
             }
+            // Refused before it was sent: there is nothing to undo.
+            Err(e @ Error::Overloaded { .. }) => {
+                undo.disarm();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         };
         let elapsed = start.elapsed();
         let Some(left) = validity(s.ttl, elapsed, drift(s.ttl, s.drift_factor)) else {

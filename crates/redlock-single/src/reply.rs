@@ -72,23 +72,39 @@ pub(crate) fn inspection(value: &Value) -> Parsed<Inspection> {
     Ok(Inspection { holder, ttl, fence })
 }
 
-/// health: `[run_id, uptime in s, aof_enabled, incarnation or nil, restart delay in ms]`; the
-/// fsync policy comes from `CONFIG GET appendfsync` when it was asked (`policy`).
-pub(crate) fn health(value: &Value, policy: Option<&str>) -> Parsed<Health> {
-    let Value::Array(parts) = value else {
+/// A field of an INFO reply.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// health: `INFO server`, `INFO persistence`, the health script's `[incarnation or nil,
+/// restart delay in ms]`, and the fsync policy from `CONFIG GET appendfsync` when it was asked
+/// (`policy`).
+pub(crate) fn health(
+    server: &Value,
+    persistence: &Value,
+    keys: &Value,
+    policy: Option<&str>,
+) -> Parsed<Health> {
+    let server = text(server).ok_or(Unexpected("INFO server: text"))?;
+    let persistence = text(persistence).ok_or(Unexpected("INFO persistence: text"))?;
+    let run_id = info_field(&server, "run_id")
+        .filter(|r| !r.is_empty())
+        .ok_or(Unexpected("INFO server: a run_id"))?
+        .to_owned();
+    let uptime = info_field(&server, "uptime_in_seconds")
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .ok_or(Unexpected("INFO server: an uptime"))?;
+    let aof = info_field(&persistence, "aof_enabled") == Some("1");
+    let Value::Array(parts) = keys else {
         return Err(Unexpected("health: an array"));
     };
-    let [run_id, uptime, aof, incarnation, delay] = parts.as_slice() else {
-        return Err(Unexpected("health: five values"));
+    let [incarnation, delay] = parts.as_slice() else {
+        return Err(Unexpected("health: two values"));
     };
-    let run_id = text(run_id)
-        .filter(|r| !r.is_empty())
-        .ok_or(Unexpected("health: a run_id in INFO"))?;
-    let uptime = integer(uptime)
-        .and_then(|s| u64::try_from(s).ok())
-        .map(Duration::from_secs)
-        .ok_or(Unexpected("health: an uptime"))?;
-    let aof = integer(aof) == Some(1);
     Ok(Health {
         run_id,
         uptime,
@@ -164,24 +180,34 @@ mod tests {
 
     #[test]
     fn health_replies() {
-        let reply = |inc: Value| Value::Array(vec![s("abc123"), s("42"), s("1"), inc, s("30000")]);
-        let h = health(&reply(Value::Null), Some("always")).expect("valid");
+        let server =
+            s("# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\nuptime_in_seconds:42\r\n");
+        let persistence = s("# Persistence\r\nloading:0\r\naof_enabled:1\r\n");
+        let parse = |inc: Value, policy| {
+            health(
+                &server,
+                &persistence,
+                &Value::Array(vec![inc, s("30000")]),
+                policy,
+            )
+        };
+        let h = parse(Value::Null, Some("always")).expect("valid");
         assert_eq!(h.run_id, "abc123");
         assert_eq!(h.uptime, Duration::from_secs(42));
         assert_eq!(h.persists_every_write, Some(true));
         assert_eq!(h.incarnation, None);
         assert_eq!(h.restart_delay, Duration::from_secs(30));
-        let h = health(&reply(s("abc123")), Some("everysec")).expect("valid");
+        let h = parse(s("abc123"), Some("everysec")).expect("valid");
         assert_eq!(h.persists_every_write, Some(false));
         assert_eq!(h.incarnation.as_deref(), Some("abc123"));
         assert_eq!(
-            health(&reply(Value::Null), None)
+            parse(Value::Null, None)
                 .expect("valid")
                 .persists_every_write,
             None
         );
-        let no_run_id = Value::Array(vec![s(""), s("1"), s("0"), Value::Null, s("1")]);
-        assert!(health(&no_run_id, None).is_err());
+        let keys = Value::Array(vec![Value::Null, s("1")]);
+        assert!(health(&s("uptime_in_seconds:1"), &persistence, &keys, None).is_err());
         assert_eq!(
             fsync_policy(&Value::Array(vec![s("appendfsync"), s("always")])),
             Ok("always".into())

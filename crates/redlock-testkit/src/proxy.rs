@@ -33,6 +33,8 @@ struct Shared {
     /// Both ends of every open connection (by connection number), to cut them.
     conns: Mutex<Vec<(u64, TcpStream)>>,
     stopped: AtomicBool,
+    /// The first bytes sent to the server, for tests that check what went over the wire.
+    sent: Mutex<Vec<u8>>,
     to_server: AtomicU64,
     to_client: AtomicU64,
     accepted: AtomicU64,
@@ -62,6 +64,7 @@ impl Proxy {
             changed: Condvar::new(),
             conns: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            sent: Mutex::new(Vec::new()),
             to_server: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -116,6 +119,12 @@ impl Proxy {
     /// How many bytes of requests were passed on to the server.
     pub fn bytes_to_server(&self) -> u64 {
         self.shared.to_server.load(Ordering::SeqCst)
+    }
+
+    /// The first bytes (up to 1 MiB) that clients sent towards the server, over every
+    /// connection, as they arrived at the proxy.
+    pub fn sent_to_server(&self) -> Vec<u8> {
+        lock(&self.shared.sent).clone()
     }
 
     /// How many bytes of replies were passed on to clients.
@@ -190,6 +199,11 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, direction: Dire
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Direction::ToServer = direction {
+            let mut sent = lock(&shared.sent);
+            let room = (1usize << 20).saturating_sub(sent.len());
+            sent.extend_from_slice(&buf[..n.min(room)]);
+        }
         let delay = {
             let mut faults = lock(&shared.faults);
             loop {

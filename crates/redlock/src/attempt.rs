@@ -91,6 +91,11 @@ async fn ask<M: Master>(
     let answer = match reply {
         Ok(Some(fence)) => Answer::Yes(fence, conn),
         Ok(None) => Answer::No,
+        // Refused before it was sent: it holds nothing of ours.
+        Err(e @ redlock_single::Error::Overloaded { .. }) => {
+            progress.sent[i].store(false, Ordering::Release);
+            Answer::Failed(Cause::Failed(e), None)
+        }
         Err(e) => Answer::Failed(Cause::Failed(e), Some(conn)),
     };
     (i, answer)
