@@ -2,7 +2,8 @@
 //! it builds in seconds.
 //!
 //! - `ci`: installs `redis-server` if needed, then fmt check, clippy with warnings denied, all
-//!   tests against real servers, doc tests, and the docs built with warnings denied.
+//!   tests against real servers, the per-master crate's unit tests without TLS, doc tests,
+//!   and the docs built with warnings denied.
 //! - `demo`: local masters and workers contending for one lock.
 //! - `bench`: the criterion benches, then one table of ratios against the raw-fred baseline.
 //! - `cost [CYCLES]`: instructions per acquire + release, ours against raw fred, counted by
@@ -145,6 +146,17 @@ fn ci() -> Result {
         "-D",
         "warnings",
     ]))?;
+    run(cargo().args([
+        "clippy",
+        "--locked",
+        "-p",
+        "redlock-single",
+        "--no-default-features",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
@@ -168,6 +180,15 @@ fn ci() -> Result {
             "--tests",
         ]))?;
     }
+    // The build without TLS, where a rediss:// URL must be a configuration error.
+    run(cargo().args([
+        "test",
+        "--locked",
+        "-p",
+        "redlock-single",
+        "--no-default-features",
+        "--lib",
+    ]))?;
     run(cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
     run(cargo()
         .args(["doc", "--workspace", "--no-deps", "--locked"])

@@ -471,3 +471,44 @@ fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+#[test]
+fn a_failed_attempt_leaves_none_of_its_keys_when_the_tool_exits() {
+    let mut g = RedisGroup::start_with(
+        5,
+        ServerOptions {
+            persistence: Persistence::AofAlways,
+            ..Default::default()
+        },
+    )
+    .expect("start masters");
+    g.vouch().expect("vouch");
+    for i in 0..2 {
+        g[i].cmd(&["SET", "redlock:{partial}", "other-holder", "PX", "60000"])
+            .expect("SET");
+    }
+    g[2].pause().expect("pause");
+    let n = nodes(&g);
+    let out = run(&[
+        "exec", "--nodes", &n, "--key", "partial", "--", "true",
+    ]);
+    // Two yes, two held elsewhere, one silent: not acquired.
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    // The tool has exited: whatever it took on masters 3 and 4 is gone already.
+    for i in 3..5 {
+        assert_eq!(
+            g[i].cmd(&["EXISTS", "redlock:{partial}"]).expect("EXISTS").as_int(),
+            Some(0),
+            "master {i} still holds the failed attempt's key after the tool exited"
+        );
+    }
+    g[2].resume().expect("resume");
+    assert!(
+        wait_for(Duration::from_secs(5), || g[2]
+            .cmd(&["EXISTS", "redlock:{partial}"])
+            .expect("EXISTS")
+            .as_int()
+            == Some(0)),
+        "the paused master kept a key"
+    );
+}
