@@ -489,15 +489,15 @@ fn a_failed_attempt_leaves_none_of_its_keys_when_the_tool_exits() {
     }
     g[2].pause().expect("pause");
     let n = nodes(&g);
-    let out = run(&[
-        "exec", "--nodes", &n, "--key", "partial", "--", "true",
-    ]);
+    let out = run(&["exec", "--nodes", &n, "--key", "partial", "--", "true"]);
     // Two yes, two held elsewhere, one silent: not acquired.
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     // The tool has exited: whatever it took on masters 3 and 4 is gone already.
     for i in 3..5 {
         assert_eq!(
-            g[i].cmd(&["EXISTS", "redlock:{partial}"]).expect("EXISTS").as_int(),
+            g[i].cmd(&["EXISTS", "redlock:{partial}"])
+                .expect("EXISTS")
+                .as_int(),
             Some(0),
             "master {i} still holds the failed attempt's key after the tool exited"
         );

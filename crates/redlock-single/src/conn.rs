@@ -5,16 +5,15 @@
 //! It runs the protocol's scripts by EVALSHA, loading a script when the master answers
 //! NOSCRIPT, and bounds every request twice: by the per-request timeout, and by how many
 //! requests may wait for an answer at once. A request keeps its place in that count until fred
-//! is done with it: one that timed out or was dropped is handed to the connection's drain task,
-//! which polls it until the master answers or the connection closes, so that a paused master
-//! cannot make the client queue requests without bound.
+//! is done with it (the master answered, or the connection closed), whether or not anyone still
+//! waits for the answer: the place rides in the request's first argument, which fred keeps
+//! until then. So a paused master cannot make the client queue requests without bound.
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use fred::bytes_utils::Str;
@@ -23,11 +22,7 @@ use fred::interfaces::ClientLike;
 use fred::prelude::Options;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Value};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-use tokio::sync::mpsc;
 
-use crate::deadline::Deadline;
 use crate::error::{Blame, Error, Result};
 use crate::key::{LockKey, RestartKeys, Token};
 use crate::master::{Connection, Health, Inspection};
@@ -74,7 +69,10 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delay: Loaded::new(scripts::DELAY),
 });
 
-/// One connection to a master; see the [module docs](self). Cheap to clone.
+/// One connection to a master, through one fred client that never reconnects: the protocol's
+/// scripts by EVALSHA, every request bounded by the per-request timeout and by how many may
+/// wait for an answer at once (a request keeps its place until the master answers or the
+/// connection closes, also after its caller stopped waiting). Cheap to clone.
 #[derive(Clone)]
 pub struct NodeConn {
     inner: Arc<ConnInner>,
@@ -89,7 +87,6 @@ struct ConnInner {
     timeout: Duration,
     limit: usize,
     in_flight: Arc<AtomicUsize>,
-    drain: mpsc::UnboundedSender<Leftover>,
 }
 
 impl fmt::Debug for NodeConn {
@@ -102,17 +99,8 @@ impl fmt::Debug for NodeConn {
     }
 }
 
-/// A request as fred runs it.
-type Call = Pin<Box<dyn Future<Output = Result<Value, fred::error::Error>> + Send>>;
-
-/// A request whose caller stopped waiting (timeout or drop), with its place in the count (the
-/// script loads of a new connection have none: seven per connection, bounded already).
-struct Leftover {
-    call: Call,
-    _slot: Option<Slot>,
-}
-
 /// A place among the requests in flight; given back when dropped.
+#[derive(Debug)]
 struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
@@ -121,77 +109,33 @@ impl Drop for Slot {
     }
 }
 
-/// Polls the requests that nobody waits for any more until each has an answer (or fails with
-/// the connection), so that their places in the count are given back only then.
-async fn drain(mut rx: mpsc::UnboundedReceiver<Leftover>) {
-    let mut left = FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            item = rx.recv() => match item {
-                Some(Leftover { call, _slot }) => left.push(async move {
-                    let _ = call.await;
-                    drop(_slot);
-                }),
-                None => break,
-            },
-            Some(()) = left.next(), if !left.is_empty() => {}
-        }
-    }
-    while left.next().await.is_some() {}
+/// The first argument of a request, carrying the request's place in the count. fred keeps a
+/// request's arguments until it is done with it (its answer, or the end of the connection), so
+/// the place is given back exactly then, also for a request whose caller stopped waiting: a
+/// timed-out or dropped request is simply dropped, and still counts while fred holds it.
+struct Counted {
+    text: fred::bytes::Bytes,
+    _slot: Slot,
 }
 
-/// Why a request sent to fred did not return a reply.
-enum Failure {
-    Fred(fred::error::Error),
-    Elapsed,
-}
-
-/// A request in flight: fred's call, its deadline and its place in the count.
-struct Pending<'a> {
-    call: Option<Call>,
-    slot: Option<Slot>,
-    deadline: Deadline,
-    drain: &'a mpsc::UnboundedSender<Leftover>,
-}
-
-impl Pending<'_> {
-    /// Hands fred's call, still running, to the drain task.
-    fn hand_over(&mut self) {
-        if let (Some(call), Some(slot)) = (self.call.take(), self.slot.take()) {
-            // If the drain task is gone (the runtime is shutting down), the call is dropped.
-            let _ = self.drain.send(Leftover {
-                call,
-                _slot: Some(slot),
-            });
-        }
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.text
     }
 }
 
-impl Future for Pending<'_> {
-    type Output = Result<Value, Failure>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Some(call) = this.call.as_mut() else {
-            return Poll::Ready(Err(Failure::Elapsed));
-        };
-        if let Poll::Ready(out) = call.as_mut().poll(cx) {
-            this.call = None;
-            this.slot = None;
-            return Poll::Ready(out.map_err(Failure::Fred));
-        }
-        if this.deadline.poll_elapsed(cx) {
-            this.hand_over();
-            return Poll::Ready(Err(Failure::Elapsed));
-        }
-        Poll::Pending
-    }
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.hand_over();
-    }
+/// `first`, as a request's first argument carrying `slot`.
+fn counted(first: &Value, slot: Slot) -> Value {
+    let text = match first {
+        Value::String(s) => s.inner().clone(),
+        Value::Bytes(b) => b.clone(),
+        // Every first argument here is text; another would count only while awaited.
+        other => return other.clone(),
+    };
+    Value::Bytes(fred::bytes::Bytes::from_owner(Counted {
+        text,
+        _slot: slot,
+    }))
 }
 
 /// An argument of a script, turned into a request argument for each request sent (twice when
@@ -235,8 +179,6 @@ impl NodeConn {
             max_attempts: Some(1),
             ..Options::default()
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drain(rx));
         NodeConn {
             inner: Arc::new(ConnInner {
                 id,
@@ -246,7 +188,6 @@ impl NodeConn {
                 timeout,
                 limit,
                 in_flight: Arc::new(AtomicUsize::new(0)),
-                drain: tx,
             }),
         }
     }
@@ -264,18 +205,15 @@ impl NodeConn {
         for script in [
             &s.acquire, &s.raise, &s.extend, &s.release, &s.inspect, &s.health, &s.delay,
         ] {
-            let conn = self.inner.clone();
             let load = vec![Value::String(Str::from_static("LOAD")), script.lua.clone()];
-            let mut call: Call = Box::pin(async move {
-                conn.requests
-                    .custom::<Value, Value>(command("SCRIPT"), load)
-                    .await
-            });
-            // fred hands a command to its connection when first polled: this sends it now; the
-            // drain task polls it to its answer.
-            if call.as_mut().poll(&mut cx).is_pending() {
-                let _ = self.inner.drain.send(Leftover { call, _slot: None });
-            }
+            // fred hands a command to its connection when the request is first polled: this
+            // sends it now; the answer is not waited for.
+            let mut call = Box::pin(
+                self.inner
+                    .requests
+                    .custom::<Value, Value>(command("SCRIPT"), load),
+            );
+            let _ = call.as_mut().poll(&mut cx);
         }
     }
 
@@ -310,7 +248,7 @@ impl NodeConn {
     async fn send(
         &self,
         cmd: CustomCommand,
-        args: Vec<Value>,
+        mut args: Vec<Value>,
         blame: Blame<'_>,
         release: bool,
     ) -> Result<Value> {
@@ -327,20 +265,15 @@ impl NodeConn {
                 limit: inner.limit,
             });
         }
-        let conn = self.inner.clone();
-        // Boxed: fred's request futures are kilobytes, and a quorum round moves one per master.
-        let call: Call =
-            Box::pin(async move { conn.requests.custom::<Value, Value>(cmd, args).await });
-        let pending = Pending {
-            call: Some(call),
-            slot: Some(slot),
-            deadline: Deadline::after(inner.timeout),
-            drain: &inner.drain,
-        };
-        match pending.await {
-            Ok(value) => Ok(value),
-            Err(Failure::Fred(e)) => Err(self.error(blame, e)),
-            Err(Failure::Elapsed) => Err(Error::Timeout {
+        if let Some(first) = args.first_mut() {
+            *first = counted(first, slot);
+        }
+        // Boxed: fred's request futures are kilobytes, and a quorum round holds one per master.
+        let call = Box::pin(inner.requests.custom::<Value, Value>(cmd, args));
+        match crate::deadline::bounded(inner.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.error(blame, e)),
+            Err(_) => Err(Error::Timeout {
                 addr: inner.addr.clone(),
                 timeout: inner.timeout,
             }),

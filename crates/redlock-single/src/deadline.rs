@@ -13,12 +13,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, PoisonError, Weak};
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// One request's deadline, shared with the watch thread.
 #[derive(Debug)]
-pub(crate) struct Slot {
+struct Slot {
     at: Instant,
     fired: AtomicBool,
     waker: Mutex<Option<Waker>>,
@@ -113,7 +113,7 @@ fn run(watch: &Watch) {
 
 /// A deadline `timeout` from now: [`Deadline::poll_elapsed`] says when it has passed.
 #[derive(Debug)]
-pub(crate) enum Deadline {
+enum Deadline {
     Watched(Arc<Slot>),
     /// No watch thread: a tokio timer.
     Timer(Pin<Box<tokio::time::Sleep>>),
@@ -122,7 +122,7 @@ pub(crate) enum Deadline {
 }
 
 impl Deadline {
-    pub(crate) fn after(timeout: Duration) -> Deadline {
+    fn after(timeout: Duration) -> Deadline {
         let Some(at) = Instant::now().checked_add(timeout) else {
             return Deadline::Never;
         };
@@ -155,7 +155,7 @@ impl Deadline {
     }
 
     /// Whether the deadline has passed; if not, `cx` is woken when it does.
-    pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> bool {
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> bool {
         match self {
             Deadline::Never => false,
             Deadline::Timer(sleep) => sleep.as_mut().poll(cx).is_ready(),
@@ -175,45 +175,44 @@ impl Deadline {
     }
 }
 
+/// `future`, failing with `Err(Elapsed)` if it is not done within `timeout`.
+pub(crate) fn bounded<F: Future + Unpin>(timeout: Duration, future: F) -> Bounded<F> {
+    Bounded {
+        future,
+        deadline: Deadline::after(timeout),
+    }
+}
+
+/// The deadline passed before the request was done.
+#[derive(Debug)]
+pub(crate) struct Elapsed;
+
+/// See [`bounded`].
+#[derive(Debug)]
+pub(crate) struct Bounded<F> {
+    future: F,
+    deadline: Deadline,
+}
+
+impl<F: Future + Unpin> Future for Bounded<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(out) = Pin::new(&mut this.future).poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        if this.deadline.poll_elapsed(cx) {
+            Poll::Ready(Err(Elapsed))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Poll;
-
-    /// `future`, failing with `Err(Elapsed)` if it is not done within `timeout`.
-    fn bounded<F: Future + Unpin>(timeout: Duration, future: F) -> Bounded<F> {
-        Bounded {
-            future,
-            deadline: Deadline::after(timeout),
-        }
-    }
-
-    /// The deadline passed before the request was done.
-    #[derive(Debug)]
-    struct Elapsed;
-
-    /// See [`bounded`].
-    #[derive(Debug)]
-    struct Bounded<F> {
-        future: F,
-        deadline: Deadline,
-    }
-
-    impl<F: Future + Unpin> Future for Bounded<F> {
-        type Output = Result<F::Output, Elapsed>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let this = self.get_mut();
-            if let Poll::Ready(out) = Pin::new(&mut this.future).poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            if this.deadline.poll_elapsed(cx) {
-                Poll::Ready(Err(Elapsed))
-            } else {
-                Poll::Pending
-            }
-        }
-    }
 
     #[tokio::test]
     async fn a_request_that_never_ends_times_out_and_one_that_ends_does_not() {

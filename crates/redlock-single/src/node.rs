@@ -51,11 +51,15 @@ impl Default for NodeOptions {
     }
 }
 
-/// One Redis (or Valkey) master, reached through fred; see the [module docs](self).
+/// One Redis (or Valkey) master, reached through fred.
 ///
-/// All requests on one connection share it, so the master runs them in the order they were
-/// made. Requests fail at once while the master is not connected; the node keeps trying in the
-/// background, and stops when the last clone is dropped.
+/// A background task keeps it connected for as long as the node lives: one fred client per
+/// connection (a broken one is never reconnected: a new connection is a new client, with a new
+/// [`Connection::id`](crate::Connection::id)), and after a failure, a new attempt after a
+/// jittered backoff from 100 ms to 2 s, whatever state the master was in at start. All requests
+/// on one connection share it, so the master runs them in the order they were made. Requests
+/// fail at once while the master is not connected. The task stops when the last clone is
+/// dropped.
 ///
 /// The requests' deadlines are kept by one background thread per process
 /// (`redlock-deadlines`), not by a tokio timer each, so that a runtime waiting for masters

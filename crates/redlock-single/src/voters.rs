@@ -276,6 +276,13 @@ impl<M: Master> Voters<M> {
         if !self.policy.enabled {
             return Ok(conn);
         }
+        // The common case, without a place among the waiters.
+        {
+            let st = lock(&m.state);
+            if st.conn == Some(conn.id()) && matches!(st.status, Status::Voting) {
+                return Ok(conn);
+            }
+        }
         loop {
             let mut read = pin!(m.read.notified());
             // Registered before the state is looked at, so that a reading that ends right

@@ -44,8 +44,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A TCP proxy in front of a server; see the [module docs](self). Stops, cutting every
-/// connection, when dropped.
+/// A TCP proxy on a free loopback port in front of a server, with network faults
+/// ([`ProxyFaults`]: delays, held requests or replies), cut connections and a switch of backend.
+/// Stops, cutting every connection, when dropped.
 #[derive(Debug)]
 pub struct Proxy {
     port: u16,

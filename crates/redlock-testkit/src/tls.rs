@@ -11,7 +11,8 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-/// The PEM files of a test server's TLS: see the [module docs](self).
+/// The PEM files of a test server's TLS: a certificate authority, a server certificate for
+/// `127.0.0.1` and `localhost`, a client certificate, and an unrelated CA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// The certificate authority that signed both certificates.

@@ -6,7 +6,7 @@
 //! it; on failure or cancellation, release wherever the acquire may have taken the lock.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use redlock_single::background::DropGuard;
 use redlock_single::lease::LeaseWriter;
@@ -22,35 +22,38 @@ use crate::tally::{Tally, Verdict, plan_fence};
 /// The key and token of one attempt, shared by its requests.
 type Lock = Arc<(LockKey, Token)>;
 
-/// What each master has been sent, shared by the attempt, its requests and its undo.
-#[derive(Debug)]
+/// What each master has been sent, shared by the attempt, its requests and its undo: one bit
+/// per master (the builder allows at most 64).
+#[derive(Debug, Default)]
 struct Progress {
     /// The acquire went to this master (or was about to).
-    sent: Vec<AtomicBool>,
+    sent: AtomicU64,
     /// Its answer was a no: it does not hold our key.
-    refused: Vec<AtomicBool>,
+    refused: AtomicU64,
     /// Its answer is drained in the background, which releases it if need be.
-    drained: Vec<AtomicBool>,
+    drained: AtomicU64,
     /// The attempt has its outcome: masters not asked yet are not asked.
     settled: AtomicBool,
 }
 
+fn bit(i: usize) -> u64 {
+    1 << i
+}
+
 impl Progress {
-    fn new(n: usize) -> Progress {
-        let flags = || (0..n).map(|_| AtomicBool::new(false)).collect();
-        Progress {
-            sent: flags(),
-            refused: flags(),
-            drained: flags(),
-            settled: AtomicBool::new(false),
+    fn mark(flags: &AtomicU64, i: usize, on: bool) {
+        if on {
+            flags.fetch_or(bit(i), Ordering::AcqRel);
+        } else {
+            flags.fetch_and(!bit(i), Ordering::AcqRel);
         }
     }
 
     /// Whether master `i` may hold our key: asked, and neither said no nor left to the drain.
     fn may_hold(&self, i: usize) -> bool {
-        self.sent[i].load(Ordering::Acquire)
-            && !self.refused[i].load(Ordering::Acquire)
-            && !self.drained[i].load(Ordering::Acquire)
+        let sent = self.sent.load(Ordering::Acquire);
+        let settled = self.refused.load(Ordering::Acquire) | self.drained.load(Ordering::Acquire);
+        (sent & !settled) & bit(i) != 0
     }
 }
 
@@ -81,7 +84,7 @@ async fn ask<M: Master>(
     if progress.settled.load(Ordering::Acquire) {
         return (i, Answer::NotAsked);
     }
-    progress.sent[i].store(true, Ordering::Release);
+    Progress::mark(&progress.sent, i, true);
     let sent = timed.then(Instant::now);
     let reply = conn.acquire(&lock.0, &lock.1, s.ttl, &s.meta).await;
     if let Some(sent) = sent {
@@ -93,7 +96,7 @@ async fn ask<M: Master>(
         Ok(None) => Answer::No,
         // Refused before it was sent: it holds nothing of ours.
         Err(e @ redlock_single::Error::Overloaded { .. }) => {
-            progress.sent[i].store(false, Ordering::Release);
+            Progress::mark(&progress.sent, i, false);
             Answer::Failed(Cause::Failed(e), None)
         }
         Err(e) => Answer::Failed(Cause::Failed(e), Some(conn)),
@@ -125,7 +128,7 @@ pub(crate) async fn attempt<M: Master>(
     let q = s.quorum();
     let start = Instant::now();
     let lock: Lock = Arc::new((key.clone(), Token::random()));
-    let progress = Arc::new(Progress::new(n));
+    let progress = Arc::new(Progress::default());
     // Until the outcome is settled, masters may have granted the lock: if this future is
     // dropped or the attempt fails, release it wherever it may be, behind the acquires.
     let undo = {
@@ -141,18 +144,18 @@ pub(crate) async fn attempt<M: Master>(
     // Per-master latencies are measured only for the debug log.
     let timed = tracing::enabled!(tracing::Level::DEBUG);
     let asks = (0..n).map(|i| ask(s.clone(), lock.clone(), progress.clone(), i, timed));
-    let mut round = crate::round::started(asks).await;
+    let mut round = crate::round::started(asks);
     let mut tally = Tally::new(n);
     let mut failures = Vec::new();
     let mut yes: Vec<(usize, u64)> = Vec::with_capacity(n);
     let mut conns: Vec<Option<M::Conn>> = (0..n).map(|_| None).collect();
-    let mut answered = vec![false; n];
+    let mut answered = 0u64;
     let mut wrong_type = 0;
     while tally.verdict() == Verdict::Pending {
         let Some((i, answer)) = round.next().await else {
             break;
         };
-        answered[i] = true;
+        answered |= bit(i);
         match answer {
             Answer::Yes(fence, conn) => {
                 tally.yes();
@@ -161,7 +164,7 @@ pub(crate) async fn attempt<M: Master>(
             }
             Answer::No => {
                 tally.refused();
-                progress.refused[i].store(true, Ordering::Release);
+                Progress::mark(&progress.refused, i, true);
                 failures.push(s.failure(i, Cause::Refused));
             }
             Answer::Failed(cause, _) => {
@@ -182,8 +185,8 @@ pub(crate) async fn attempt<M: Master>(
         // Masters still out are not waited for: their answers are drained in the background,
         // and each is released unless its answer is a no. The others that may hold our key are
         // released by `undo`.
-        for i in (0..n).filter(|&i| !answered[i]) {
-            progress.drained[i].store(true, Ordering::Release);
+        for i in (0..n).filter(|&i| answered & bit(i) == 0) {
+            Progress::mark(&progress.drained, i, true);
             failures.push(s.failure(i, Cause::NoAnswer));
         }
         if !round.is_empty() {
@@ -255,7 +258,7 @@ async fn raise<C: Connection>(
     quorum: usize,
 ) -> usize {
     let raises = to_raise.map(|conn| async move { conn.raise(&lock.0, &lock.1, fence).await });
-    let mut round = crate::round::started(raises).await;
+    let mut round = crate::round::started(raises);
     let mut tally = Tally::with_quorum(already + round.len(), quorum);
     for _ in 0..already {
         tally.yes();

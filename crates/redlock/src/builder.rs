@@ -28,6 +28,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 /// giving up after 10 s.
 pub const DEFAULT_RETRY: Retry = redlock_single::DEFAULT_RETRY;
 
+/// The most masters one lock may have.
+pub const MAX_MASTERS: usize = 64;
+
 /// The default bound on connecting to the masters.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -303,6 +306,11 @@ impl RedlockBuilder {
         let bad = |msg: String| Err(Error::Config(msg));
         if n == 0 {
             return bad("no masters: give at least one URL to nodes()".into());
+        }
+        if n > MAX_MASTERS {
+            return bad(format!(
+                "{n} masters: at most {MAX_MASTERS} (a quorum of independent masters is 3 to 7)"
+            ));
         }
         let timeout = redlock_single::validity::check(self.ttl, self.timeout, self.drift_factor)
             .map_err(Error::Config)?;

@@ -297,7 +297,7 @@ impl<M: Master> Guard<M> {
                 (i, reply)
             }
         });
-        let mut pending = crate::round::started(requests).await;
+        let mut pending = crate::round::started(requests);
         let mut tally = Tally::new(s.n());
         let mut failures = Vec::new();
         while tally.verdict() == Verdict::Pending {

@@ -27,7 +27,9 @@ mod round;
 mod shared;
 pub mod tally;
 
-pub use crate::builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, RedlockBuilder};
+pub use crate::builder::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, MAX_MASTERS, RedlockBuilder,
+};
 pub use crate::redlock::Redlock;
 pub use error::{Cause, Error, Failures, MasterFailure, Result};
 pub use guard::Guard;
