@@ -9,18 +9,14 @@ use redlock_testkit::RedisGroup;
 use redlock_tests::{exists, persistent_masters, script_calls};
 
 async fn locks(group: &RedisGroup, retry: Retry) -> Redlock {
-    let locks = Redlock::builder()
-        .nodes(group.urls())
-        .ttl(Duration::from_secs(10))
-        .timeout(Duration::from_millis(200))
-        .retry(retry)
-        .connect()
-        .await
-        .expect("connect");
-    for (addr, vote) in locks.voters().await {
-        assert!(vote.is_ok(), "{addr}: {vote:?}");
-    }
-    locks
+    redlock_tests::heard_from(
+        Redlock::builder()
+            .nodes(group.urls())
+            .ttl(Duration::from_secs(10))
+            .timeout(Duration::from_millis(200))
+            .retry(retry),
+    )
+    .await
 }
 
 fn keys_on(server: &redlock_testkit::RedisServer) -> i64 {

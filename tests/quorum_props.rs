@@ -379,16 +379,23 @@ async fn empty_restart(guard: bool) -> Vec<Held> {
     held
 }
 
+/// Three masters without persistence (generators seeded from `seed`), up for longer than the
+/// restart delay of every client, as in steady state.
+async fn steady_servers(seed: u64) -> Vec<SimServer> {
+    let servers: Vec<SimServer> = (0..3)
+        .map(|i| SimServer::new(format!("sim-{i}:6379"), false, seed + i))
+        .collect();
+    tokio::time::sleep(TTLS[2] * 2).await;
+    servers
+}
+
 /// A client with a short ttl must not let a master that restarted empty vote while a client
 /// with a longer ttl still holds a lock it granted: the restart delay is the longest ttl of
 /// any client of the masters, which the short one learns from the others (`voters`).
 #[test]
 fn a_short_ttl_client_waits_out_a_long_ttl_clients_lock_after_an_empty_restart() {
     let held = runtime().block_on(async {
-        let servers: Vec<SimServer> = (0..3)
-            .map(|i| SimServer::new(format!("sim-{i}:6379"), false, i))
-            .collect();
-        tokio::time::sleep(TTLS[2] * 2).await;
+        let servers = steady_servers(0).await;
         let long = lock_with_ttl(&servers, true, Duration::from_secs(8));
         let short = lock_with_ttl(&servers, true, Duration::from_millis(300));
         // Both have read every master; then the long one takes the lock on 0 and 1 only.
@@ -444,10 +451,7 @@ fn a_short_ttl_client_waits_out_a_long_ttl_clients_lock_after_an_empty_restart()
 #[test]
 fn fences_keep_increasing_when_the_next_quorum_lost_or_missed_the_count() {
     let tokens = runtime().block_on(async {
-        let servers: Vec<SimServer> = (0..3)
-            .map(|i| SimServer::new(format!("sim-{i}:6379"), false, 10 + i))
-            .collect();
-        tokio::time::sleep(TTLS[2] * 2).await;
+        let servers = steady_servers(10).await;
         let locks = lock_with_ttl(&servers, true, TTL);
         let warm = locks
             .try_acquire("warm")

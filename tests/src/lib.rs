@@ -150,3 +150,14 @@ pub async fn up_for(server: &RedisServer, secs: u64) {
     let up = eventually(Duration::from_secs(60), || uptime(server) >= secs).await;
     assert!(up, "the server did not stay up");
 }
+
+/// Connects `builder` and waits until every master has been heard from and votes: the state a
+/// quorum test starts from (`connect` itself returns once a quorum is connected, and an attempt
+/// reads a master's health only when it needs its vote).
+pub async fn heard_from(builder: redlock::RedlockBuilder) -> redlock::Redlock {
+    let locks = builder.connect().await.expect("connect");
+    for (addr, vote) in locks.voters().await {
+        assert!(vote.is_ok(), "{addr} does not vote: {vote:?}");
+    }
+    locks
+}
