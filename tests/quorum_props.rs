@@ -342,13 +342,13 @@ fn the_checker_catches_an_empty_restart_without_the_guard() {
     assert!(overlap(&guarded).is_none());
 }
 
-async fn empty_restart(guard: bool) -> Vec<Held> {
-    let servers: Vec<SimServer> = (0..3)
-        .map(|i| SimServer::new(format!("sim-{i}:6379"), false, i))
-        .collect();
-    tokio::time::sleep(TTL * 2).await;
-    let (a, b) = (lock_for(&servers, guard), lock_for(&servers, guard));
-    // Client A's request to master 2 is lost: A holds masters 0 and 1, a quorum of 3.
+/// Client A takes "r" on masters 0 and 1 only (its request to master 2 is lost: still a
+/// quorum of 3), then master 0 crashes and comes back at once, without its keys. Returns A's
+/// guard and its window.
+async fn held_on_0_and_1_then_0_restarts_empty(
+    servers: &[SimServer],
+    a: &Redlock<SimNode>,
+) -> (redlock::Guard<SimNode>, Held) {
     servers[2].set_faults(Faults {
         lose_request: 1.0,
         ..Faults::default()
@@ -358,16 +358,23 @@ async fn empty_restart(guard: bool) -> Vec<Held> {
         .await
         .expect("no error")
         .expect("A gets the lock");
-    let mut held = vec![Held {
+    let held = Held {
         client: 0,
         start: Instant::now(),
         end: Instant::now() + first.validity(),
         fence: first.fence(),
-    }];
+    };
     servers[2].set_faults(Faults::default());
-    // Master 0 crashes and comes back at once, without its keys.
     servers[0].crash();
     servers[0].restart();
+    (first, held)
+}
+
+async fn empty_restart(guard: bool) -> Vec<Held> {
+    let servers = steady_servers(0).await;
+    let (a, b) = (lock_for(&servers, guard), lock_for(&servers, guard));
+    let (_first, first_held) = held_on_0_and_1_then_0_restarts_empty(&servers, &a).await;
+    let mut held = vec![first_held];
     if let Ok(Some(second)) = b.try_acquire("r").await {
         held.push(Held {
             client: 1,
@@ -407,25 +414,9 @@ fn a_short_ttl_client_waits_out_a_long_ttl_clients_lock_after_an_empty_restart()
                 .expect("free");
             g.release().await.expect("release");
         }
-        servers[2].set_faults(Faults {
-            lose_request: 1.0,
-            ..Faults::default()
-        });
-        let first = long
-            .try_acquire("r")
-            .await
-            .expect("no error")
-            .expect("A gets it");
-        let mut held = vec![Held {
-            client: 0,
-            start: Instant::now(),
-            end: Instant::now() + first.validity(),
-            fence: first.fence(),
-        }];
-        servers[2].set_faults(Faults::default());
         // Master 0 restarts empty: only its wait stands between the short client and a quorum.
-        servers[0].crash();
-        servers[0].restart();
+        let (first, first_held) = held_on_0_and_1_then_0_restarts_empty(&servers, &long).await;
+        let mut held = vec![first_held];
         let until = Instant::now() + first.validity();
         while Instant::now() < until {
             if let Ok(Some(second)) = short.try_acquire("r").await {
