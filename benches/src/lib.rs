@@ -24,7 +24,7 @@ pub enum Acquire {
     Set,
     /// The library's own acquire script (`SET NX PX` and the fencing `INCR`, see
     /// `redlock_single::scripts::ACQUIRE`) by EVALSHA: the floor for the per-master protocol
-    /// that DESIGN.md fixes. A diagnostic: against it, the ratio shows what the library adds
+    /// that the project's design fixes (`docs/safety.md`). A diagnostic: against it, the ratio shows what the library adds
     /// beyond the work its protocol makes the masters do.
     Fenced,
 }

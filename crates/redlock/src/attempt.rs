@@ -1,4 +1,4 @@
-//! One attempt to take a quorum lock (steps 1–6 of the algorithm in `docs/design.md`): a fresh
+//! One attempt to take a quorum lock (the algorithm of `docs/safety.md`): a fresh
 //! token; to every master at once, the question whether it may vote (which reads its health
 //! on its connection if needed) and then the acquire on that same connection; settled as soon
 //! as a quorum said yes or can no longer say yes; validity `ttl − elapsed − drift`; the fencing
