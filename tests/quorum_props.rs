@@ -235,6 +235,33 @@ fn offsets() -> impl Strategy<Value = Vec<f64>> {
     proptest::collection::vec(-400.0f64..400.0, 5)
 }
 
+/// The random scenario of the two safety properties: three clients, the restart guard on, the
+/// events that concern the masters there are.
+fn guarded(
+    masters: usize,
+    seed: u64,
+    persistent: bool,
+    mixed_ttls: bool,
+    offsets: Vec<f64>,
+    events: Vec<(Duration, Event)>,
+) -> Scenario {
+    let events = events
+        .into_iter()
+        .filter(|(_, e)| e.master() < masters)
+        .collect();
+    Scenario {
+        masters,
+        clients: 3,
+        rounds: 6,
+        persistent,
+        restart_guard: true,
+        mixed_ttls,
+        offsets,
+        seed,
+        events,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -247,11 +274,7 @@ proptest! {
         masters in 3usize..=5, seed: u64, persistent: bool, mixed_ttls: bool,
         offsets in offsets(), evs in events(5),
     ) {
-        let evs: Vec<_> = evs.into_iter().filter(|(_, e)| e.master() < masters).collect();
-        let sc = Scenario {
-            masters, clients: 3, rounds: 6, persistent, restart_guard: true, mixed_ttls,
-            offsets, seed, events: evs,
-        };
+        let sc = guarded(masters, seed, persistent, mixed_ttls, offsets, evs);
         let (held, _) = runtime().block_on(run(sc));
         prop_assert!(overlap(&held).is_none(), "overlap: {:?}", overlap(&held));
     }
@@ -265,11 +288,7 @@ proptest! {
         masters in 3usize..=5, seed: u64, persistent: bool, mixed_ttls: bool,
         offsets in offsets(), evs in events(5),
     ) {
-        let evs: Vec<_> = evs.into_iter().filter(|(_, e)| e.master() < masters).collect();
-        let sc = Scenario {
-            masters, clients: 3, rounds: 6, persistent, restart_guard: true, mixed_ttls,
-            offsets, seed, events: evs,
-        };
+        let sc = guarded(masters, seed, persistent, mixed_ttls, offsets, evs);
         let (held, _) = runtime().block_on(run(sc));
         prop_assert!(fence_regression(&held).is_none(), "{:?}", fence_regression(&held));
     }

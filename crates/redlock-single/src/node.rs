@@ -344,10 +344,6 @@ impl Master for Node {
         match &*self.inner.state.borrow() {
             State::Connected(conn) => Ok(conn.clone()),
             State::Connecting { last, .. } => Err(match last {
-                Some(Error::Unreachable { addr, cause }) => Error::Unreachable {
-                    addr: addr.clone(),
-                    cause: cause.clone(),
-                },
                 Some(e) => e.clone(),
                 None => Error::Unreachable {
                     addr: self.inner.addr.clone(),

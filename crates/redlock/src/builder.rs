@@ -244,16 +244,12 @@ impl RedlockBuilder {
             .iter()
             .map(|node| async move { (node, node.wait_ready(self.connect_timeout).await) })
             .collect();
-        let mut connected = HashSet::new();
         while tally.verdict() == Verdict::Pending {
             let Some((node, r)) = ready.next().await else {
                 break;
             };
             match r {
-                Ok(()) => {
-                    tally.yes();
-                    connected.insert(node.addr().to_owned());
-                }
+                Ok(()) => tally.yes(),
                 Err(e) => {
                     tally.failed();
                     failures.push(MasterFailure {
@@ -271,7 +267,7 @@ impl RedlockBuilder {
                 failures: Failures(failures),
             });
         }
-        for node in nodes.iter().filter(|n| !connected.contains(n.addr())) {
+        for node in nodes.iter().filter(|n| !n.is_connected()) {
             tracing::info!(
                 master = node.addr(),
                 "not connected yet; connecting in the background"

@@ -281,18 +281,11 @@ impl<M: Master> Guard<M> {
         let requests = (0..s.n()).map(|i| {
             let (voters, op) = (s.voters.clone(), op.clone());
             let (key, token) = (self.key.clone(), self.token.clone());
-            // Sent at once to a master that is connected (in the first poll, see `round`).
-            let sent = voters
-                .master(i)
-                .connection()
-                .map(|c| op(c, key.clone(), token.clone()));
+            // Sent in the first poll to a master that is connected (see `round`).
             async move {
-                let reply = match sent {
-                    Ok(fut) => fut.await,
-                    Err(_) => match voters.connection(i).await {
-                        Ok(conn) => op(conn, key, token).await,
-                        Err(e) => Err(e),
-                    },
+                let reply = match voters.connection(i).await {
+                    Ok(conn) => op(conn, key, token).await,
+                    Err(e) => Err(e),
                 };
                 (i, reply)
             }
