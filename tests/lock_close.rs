@@ -52,6 +52,17 @@ fn a_failed_quorum_attempt_closed_leaves_none_of_its_keys_when_the_process_ends(
             .await
             .expect_err("2 yes, 2 no, 1 silent");
         locks.close().await;
+        // Reading still works after close(), and shows only the other holder's keys: the
+        // failed attempt's are gone from the masters that answered.
+        let seen = locks.inspect("p").await.expect("inspect after close");
+        for (i, (addr, r)) in seen.iter().enumerate() {
+            let holder = match r {
+                Ok(i) => i.holder.as_ref().map(|h| h.token.clone()),
+                Err(_) => continue,
+            };
+            let expected = (i < 2).then(|| "other-holder".to_owned());
+            assert_eq!(holder, expected, "{addr}");
+        }
         err
     });
     drop(rt);

@@ -154,3 +154,40 @@ async fn one_master_under_two_names_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn connect_lazy_returns_without_a_quorum_and_inspect_shows_every_master() {
+    let mut group = persistent_masters(3);
+    group[1].kill().expect("kill");
+    group[2].kill().expect("kill");
+    let e = builder(group.urls())
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect_err("one of three is no quorum");
+    assert!(matches!(e, Error::Connect { .. }), "{e}");
+    let locks = builder(group.urls())
+        .connect_lazy()
+        .await
+        .expect("lazy: no master is waited for");
+    let seen = locks.inspect("j").await.expect("inspect");
+    assert_eq!(seen.len(), 3);
+    // The live master answers once connected; the dead ones say why they do not.
+    let addr = group[0].addr();
+    assert!(seen.iter().skip(1).all(|(_, r)| r.is_err()), "{seen:?}");
+    tokio::time::timeout(HANG, async {
+        while locks.inspect("j").await.expect("inspect")[0].1.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the live master never answered");
+    assert_eq!(seen[0].0, addr);
+    // Bad settings still fail at once.
+    let e = Redlock::builder()
+        .nodes(["http://x:1"])
+        .connect_lazy()
+        .await
+        .expect_err("bad URL");
+    assert!(matches!(e, Error::Config(_)), "{e}");
+}

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's make (the cargo-xtask pattern). Standard library only, so that
 //! it builds in seconds.
 //!
-//! - `ci`: installs `redis-server` if needed, then fmt check, clippy with warnings denied, all
+//! - `ci`: installs `redis-server` (and `script(1)`, for the CLI's terminal tests) if needed, then fmt check, clippy with warnings denied, all
 //!   tests against real servers, the per-master crate's unit tests without TLS, doc tests,
 //!   and the docs built with warnings denied.
 //! - `demo`: local masters and workers contending for one lock.
@@ -136,6 +136,8 @@ fn ensure_installed(program: &str, package: &str) -> Result {
 
 fn ci() -> Result {
     ensure_redis()?;
+    // The CLI tests run an interactive command under a pseudo-terminal made by script(1).
+    ensure_installed("script", "bsdutils")?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",

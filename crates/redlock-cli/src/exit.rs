@@ -1,17 +1,28 @@
-//! Exit codes (from `sysexits.h` where one fits) and the one-line failure that carries them.
+//! Exit codes (from `sysexits.h` where one fits), the one-line failure that carries them, and
+//! which code each library error gets.
 
+use std::io::Write;
 use std::process::ExitCode;
+
+use nix::sys::signal::Signal;
+use redlock::{Cause, Error, Failures};
 
 /// Bad arguments (EX_USAGE).
 pub(crate) const USAGE: u8 = 64;
-/// Masters unreachable (EX_UNAVAILABLE).
+/// Too few masters answer or may vote (EX_UNAVAILABLE).
 pub(crate) const UNAVAILABLE: u8 = 69;
 /// Internal failure (EX_SOFTWARE).
 pub(crate) const SOFTWARE: u8 = 70;
-/// The lock was not acquired within `--wait` (EX_TEMPFAIL).
+/// The lock is held by someone else (EX_TEMPFAIL); `-E` changes it.
 pub(crate) const NOT_ACQUIRED: u8 = 75;
 /// The lock was lost while the command ran.
 pub(crate) const LOST: u8 = 76;
+/// A master refused the credentials or a command (EX_NOPERM).
+pub(crate) const DENIED: u8 = 77;
+/// A master is misconfigured for locks (EX_CONFIG).
+pub(crate) const MISCONFIGURED: u8 = 78;
+/// The command cannot be started (as in shells).
+pub(crate) const CANNOT_RUN: u8 = 127;
 
 /// A failure of the tool: one line for stderr and an exit code.
 #[derive(Debug)]
@@ -36,6 +47,11 @@ impl Failure {
         Failure::new(SOFTWARE, message)
     }
 
+    /// The failure for a library error: its message and the code of [`code_of`].
+    pub(crate) fn of(e: &Error, conflict: u8) -> Failure {
+        Failure::new(code_of(e, conflict), e.to_string())
+    }
+
     /// Prints `redlock: <message>` on one line and returns the exit code.
     pub(crate) fn report(self) -> ExitCode {
         let line = self.message.replace('\n', " ");
@@ -44,16 +60,74 @@ impl Failure {
     }
 }
 
+/// The exit code of a library error: 64 for bad settings, `conflict` when the lock is held,
+/// 77 when a master refused us, 78 when a master is misconfigured for locks, 69 when too few
+/// masters answered or may vote.
+pub(crate) fn code_of(e: &Error, conflict: u8) -> u8 {
+    match e {
+        Error::Config(_) | Error::InvalidResource { .. } => USAGE,
+        Error::Held { .. } => conflict,
+        Error::WrongType { .. } => MISCONFIGURED,
+        Error::Connect { failures, .. } | Error::NoQuorum { failures, .. } => {
+            code_of_failures(failures)
+        }
+        Error::TooSlow { .. } => UNAVAILABLE,
+        _ => SOFTWARE,
+    }
+}
+
+/// 77 if a master refused us, else 78 if one is misconfigured, else 69: what the operator must
+/// fix first.
+pub(crate) fn code_of_failures(failures: &Failures) -> u8 {
+    let errors = failures.0.iter().filter_map(|f| match &f.cause {
+        Cause::Failed(e) => Some(e),
+        Cause::Unverified { reason, .. } => Some(reason),
+        _ => None,
+    });
+    code_of_masters(errors)
+}
+
+/// Like [`code_of_failures`], for the errors of single masters.
+pub(crate) fn code_of_masters<'a>(errors: impl Iterator<Item = &'a redlock_single::Error>) -> u8 {
+    use redlock_single::Error as E;
+    let mut code = UNAVAILABLE;
+    for e in errors {
+        let e = match e {
+            E::Unverified { reason, .. } => reason,
+            e => e,
+        };
+        match e {
+            E::Denied { .. } => return DENIED,
+            E::WrongType { .. } | E::Cluster { .. } | E::Tls { .. } => code = MISCONFIGURED,
+            _ => {}
+        }
+    }
+    code
+}
+
+/// The exit code of a tool stopped by `signal` before the command ran: 128 + N, as a shell
+/// reports a process killed by it.
+pub(crate) fn signalled(signal: Signal) -> ExitCode {
+    ExitCode::from(u8::try_from(128 + signal as i32).unwrap_or(255))
+}
+
+/// Writes `text` to stdout; a closed stdout (`redlock --help | head -1`) is not an error: the
+/// reader has what it wanted.
+pub(crate) fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Help and version go to stdout with status 0; any other parse error is one line, status 64.
 pub(crate) fn from_clap(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{e}");
+            print(&e.to_string());
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprint!("{e}");
+            let _ = write!(std::io::stderr(), "{e}");
             ExitCode::from(USAGE)
         }
         _ => {
@@ -79,5 +153,94 @@ pub(crate) fn of_child(status: std::process::ExitStatus) -> ExitCode {
         (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(255)),
         (None, None) => ExitCode::from(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use redlock::MasterFailure;
+
+    use super::*;
+
+    fn failed(e: redlock_single::Error) -> MasterFailure {
+        MasterFailure {
+            addr: "h:1".into(),
+            cause: Cause::Failed(e),
+        }
+    }
+
+    fn timeout() -> redlock_single::Error {
+        redlock_single::Error::Timeout {
+            addr: "h:1".into(),
+            timeout: Duration::from_millis(50),
+        }
+    }
+
+    fn fred(details: &str) -> fred_error::Error {
+        fred_error::Error::new(fred_error::ErrorKind::Unknown, details.to_owned())
+    }
+
+    mod fred_error {
+        pub(super) use redlock_single::fred::error::{Error, ErrorKind};
+    }
+
+    #[test]
+    fn a_refusal_of_credentials_decides_before_misconfiguration_and_silence() {
+        let denied = redlock_single::Error::Denied {
+            addr: "h:2".into(),
+            cause: fred("WRONGPASS invalid username-password pair"),
+        };
+        let wrong = redlock_single::Error::WrongType {
+            addr: "h:3".into(),
+            key: "k".into(),
+        };
+        let cluster = redlock_single::Error::Cluster {
+            addr: "h:4".into(),
+            cause: fred("MOVED 1 h:5"),
+        };
+        let all = |v: Vec<redlock_single::Error>| Failures(v.into_iter().map(failed).collect());
+        assert_eq!(code_of_failures(&all(vec![timeout()])), UNAVAILABLE);
+        assert_eq!(
+            code_of_failures(&all(vec![timeout(), wrong.clone()])),
+            MISCONFIGURED
+        );
+        assert_eq!(
+            code_of_failures(&all(vec![timeout(), cluster])),
+            MISCONFIGURED
+        );
+        assert_eq!(
+            code_of_failures(&all(vec![wrong, timeout(), denied.clone()])),
+            DENIED
+        );
+        // A health reading refused by the ACL is a refusal too.
+        let unverified = Failures(vec![MasterFailure {
+            addr: "h:2".into(),
+            cause: Cause::Unverified {
+                recheck_in: Duration::from_secs(1),
+                reason: denied,
+            },
+        }]);
+        assert_eq!(code_of_failures(&unverified), DENIED);
+        let restarting = Failures(vec![MasterFailure {
+            addr: "h:2".into(),
+            cause: Cause::Restarting {
+                ready_in: Duration::from_secs(1),
+            },
+        }]);
+        assert_eq!(code_of_failures(&restarting), UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_held_lock_exits_with_the_conflict_code() {
+        let held = Error::Held {
+            resource: "r".into(),
+            refused: 2,
+            masters: 3,
+        };
+        assert_eq!(code_of(&held, NOT_ACQUIRED), 75);
+        assert_eq!(code_of(&held, 3), 3);
+        assert_eq!(code_of(&Error::Config("x".into()), 3), USAGE);
     }
 }

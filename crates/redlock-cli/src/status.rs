@@ -1,18 +1,24 @@
-//! `redlock status`: each master's view of one key, and whether a quorum holds it.
+//! `redlock status`: each master's view of one key, and whether a quorum holds it. The table
+//! is printed whatever the masters do; when fewer than a quorum answered, one line on stderr
+//! says so and the exit status says why (69, or 77/78 when a master refused us or is
+//! misconfigured).
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use redlock::Redlock;
 use serde_json::json;
 
 use crate::args::StatusArgs;
-use crate::exec::connect;
-use crate::exit::Failure;
+use crate::exit::{self, Failure};
+
+/// How long the masters have to connect.
+const CONNECT: Duration = Duration::from_secs(3);
 
 /// One master's answer.
 struct Row {
     addr: String,
-    error: Option<String>,
+    error: Option<redlock_single::Error>,
     holder: Option<String>,
     token: Option<String>,
     ttl_ms: Option<u128>,
@@ -20,13 +26,26 @@ struct Row {
 }
 
 pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
-    let nodes = a.target.check()?;
     let key = &a.target.key;
-    let locks: Redlock = connect(a.target.builder(nodes).restart_guard(false)).await?;
+    let locks = a
+        .target
+        .builder()?
+        .restart_guard(false)
+        .connect_lazy()
+        .await
+        .map_err(|e| Failure::of(&e, exit::NOT_ACQUIRED))?;
+    // Every master gets the same time to connect; one that fails at once is not waited for.
+    let end = Instant::now() + CONNECT;
+    for m in locks.masters() {
+        let _ = m
+            .wait_ready(end.saturating_duration_since(Instant::now()))
+            .await;
+    }
     let seen = locks
         .inspect(key)
         .await
-        .map_err(|e| Failure::usage(e.to_string()))?;
+        .map_err(|e| Failure::of(&e, exit::NOT_ACQUIRED))?;
+    locks.close().await;
     let rows: Vec<Row> = seen
         .into_iter()
         .map(|(addr, r)| match r {
@@ -40,7 +59,7 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
             },
             Err(e) => Row {
                 addr,
-                error: Some(e.to_string()),
+                error: Some(e),
                 holder: None,
                 token: None,
                 ttl_ms: None,
@@ -66,7 +85,7 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
                 json!({
                     "addr": r.addr,
                     "answered": r.error.is_none(),
-                    "error": r.error,
+                    "error": r.error.as_ref().map(|e| e.reason().to_string()),
                     "held": r.token.is_some(),
                     "holder": r.holder,
                     "ttl_ms": r.ttl_ms,
@@ -83,16 +102,19 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
             "quorum": q,
             "held": held_on >= q,
         });
-        println!("{doc}");
+        exit::print(&format!("{doc}\n"));
     } else {
-        println!(
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
             "{:<24} {:<8} {:<28} {:>10} {:>8}",
             "master", "answer", "holder", "ttl left", "fence"
         );
         for r in &rows {
-            match &r.error {
-                Some(e) => println!("{:<24} {:<8} {e}", r.addr, "error"),
-                None => println!(
+            let _ = match &r.error {
+                Some(e) => writeln!(text, "{:<24} {:<8} {}", r.addr, "error", e.reason()),
+                None => writeln!(
+                    text,
                     "{:<24} {:<8} {:<28} {:>10} {:>8}",
                     r.addr,
                     "ok",
@@ -105,9 +127,10 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
                         .map_or_else(|| "-".to_owned(), |t| format!("{t} ms")),
                     r.fence.unwrap_or(0),
                 ),
-            }
+            };
         }
-        println!(
+        let _ = writeln!(
+            text,
             "{key}: held on {held_on} of {n} masters ({}; quorum {q}), {answered} of {n} answered",
             if held_on >= q {
                 "held by a quorum"
@@ -115,6 +138,20 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
                 "no quorum holds it"
             }
         );
+        exit::print(&text);
+    }
+    if answered < q {
+        let code = exit::code_of_masters(rows.iter().filter_map(|r| r.error.as_ref()));
+        return Err(Failure::new(
+            code,
+            format!(
+                "only {answered} of {n} masters answered; a quorum is {q}: {}",
+                rows.iter()
+                    .filter_map(|r| r.error.as_ref().map(ToString::to_string))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,63 +1,12 @@
 //! `redlock exec` and `redlock status` run as processes against real masters.
 
+mod common;
+
 use std::fs;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
-
-const BIN: &str = env!("CARGO_BIN_EXE_redlock");
-
-/// Three fresh masters that persist every write, vouched for so that they vote at once.
-fn masters() -> RedisGroup {
-    let group = RedisGroup::start_with(
-        3,
-        ServerOptions {
-            persistence: Persistence::AofAlways,
-            ..Default::default()
-        },
-    )
-    .expect("start masters");
-    group.vouch().expect("vouch for the fresh masters");
-    group
-}
-
-fn nodes(g: &RedisGroup) -> String {
-    g.urls().join(",")
-}
-
-fn redlock(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("REDLOCK_NODES")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    redlock(args).output().expect("run redlock")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Polls `check` every 10 ms for at most `bound`.
-fn wait_for(bound: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + bound;
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    check()
-}
-
-fn key_on_any(g: &RedisGroup, key: &str) -> bool {
-    g.iter()
-        .any(|s| s.cmd(&["EXISTS", key]).expect("EXISTS").as_int() == Some(1))
-}
+use common::*;
 
 #[test]
 fn two_execs_never_interleave() {
@@ -459,30 +408,9 @@ fn unreachable_masters_exit_69_with_their_addresses() {
     assert_eq!(out.status.code(), Some(69));
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie waiting for its reaper is not running.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
 #[test]
 fn a_failed_attempt_leaves_none_of_its_keys_when_the_tool_exits() {
-    let mut g = RedisGroup::start_with(
-        5,
-        ServerOptions {
-            persistence: Persistence::AofAlways,
-            ..Default::default()
-        },
-    )
-    .expect("start masters");
-    g.vouch().expect("vouch");
+    let mut g = masters_n(5);
     for i in 0..2 {
         g[i].cmd(&["SET", "redlock:{partial}", "other-holder", "PX", "60000"])
             .expect("SET");

@@ -122,6 +122,16 @@ pub enum Error {
         reason: Box<Error>,
     },
 
+    /// The master is a Redis Cluster node: it redirected the request to another node or has
+    /// the key's slot down (`MOVED`, `ASK`, `CLUSTERDOWN`). A lock needs independent masters,
+    /// each a whole server holding every key: not the nodes of one cluster.
+    Cluster {
+        /// The master's address, `host:port`.
+        addr: String,
+        /// The server's reply.
+        cause: fred::error::Error,
+    },
+
     /// Any other error reported by the master or the client library.
     Redis {
         /// The master's address, `host:port`.
@@ -134,7 +144,7 @@ pub enum Error {
 impl Error {
     /// Whether trying again later may succeed: true for a held lock and for master failures
     /// that may pass (timeouts, lost connections, restarts), false for bad configuration or
-    /// input, refused credentials, TLS failures and a key of the wrong type.
+    /// input, refused credentials, TLS failures, a cluster node and a key of the wrong type.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Held { .. }
@@ -159,6 +169,7 @@ impl Error {
             | Error::WrongType { addr, .. }
             | Error::Restarting { addr, .. }
             | Error::Unverified { addr, .. }
+            | Error::Cluster { addr, .. }
             | Error::Redis { addr, .. } => Some(addr),
             _ => None,
         }
@@ -181,6 +192,10 @@ impl Error {
         use fred::error::ErrorKind;
         let addr = addr.to_owned();
         let details = cause.details();
+        // A script whose keys hash to several slots is refused only by a cluster node.
+        if details.starts_with("CROSSSLOT") {
+            return Error::Cluster { addr, cause };
+        }
         if details.contains("WRONGTYPE") {
             // The scripts say which key is wrong when it is not the one a command named.
             let key = match blame {
@@ -208,12 +223,54 @@ impl Error {
             ErrorKind::Timeout => Error::Timeout { addr, timeout },
             #[cfg(feature = "tls")]
             ErrorKind::Tls => Error::Tls { addr, cause },
+            ErrorKind::Cluster => Error::Cluster { addr, cause },
             ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Backpressure => {
                 Error::Unreachable { addr, cause }
             }
             _ => Error::Redis { addr, cause },
         }
     }
+}
+
+/// The message of an I/O error that fred passes on as its debug text (`Os { code: 111, kind:
+/// ConnectionRefused, message: "Connection refused" }`): the message alone.
+fn io_text(details: &str) -> &str {
+    if let Some(rest) = details.strip_prefix("Os {") {
+        if let Some((_, message)) = rest.split_once("message: \"") {
+            return message.trim_end_matches(" }").trim_end_matches('"');
+        }
+    }
+    if let Some(rest) = details.strip_prefix("Custom { kind: ") {
+        if let Some((_, error)) = rest.split_once(", error: ") {
+            return error.trim_end_matches(" }").trim_matches('"');
+        }
+    }
+    details
+}
+
+/// The error of a failed connection to a TLS port when the TLS handshake is what failed:
+/// rustls reports its failures as `InvalidData` I/O errors, which fred passes on as their debug
+/// text; this turns them into [`Error::Tls`] with a readable reason.
+#[cfg(feature = "tls")]
+pub(crate) fn tls_handshake(addr: &str, cause: &fred::error::Error) -> Option<Error> {
+    let inner = cause
+        .details()
+        .strip_prefix("Custom { kind: InvalidData, error: ")?
+        .strip_suffix(" }")?;
+    let within = |prefix: &str| inner.strip_prefix(prefix)?.strip_suffix(')');
+    let reason = if let Some(alert) = within("AlertReceived(") {
+        format!("the server ended the handshake with alert {alert}")
+    } else if let Some(why) = within("InvalidCertificate(") {
+        format!("the server's certificate was refused: {why}")
+    } else if let Some(what) = within("InvalidMessage(") {
+        format!("the server does not speak TLS on this port ({what})")
+    } else {
+        format!("the handshake failed: {inner}")
+    };
+    Some(Error::Tls {
+        addr: addr.to_owned(),
+        cause: fred::error::Error::new(fred::error::ErrorKind::Tls, reason),
+    })
 }
 
 /// The keys a request works on, for naming the one that holds a value of the wrong type.
@@ -254,7 +311,9 @@ impl fmt::Display for Reason<'_> {
             Error::Lost { resource } => write!(f, "lock {} was lost", Shown(resource)),
             Error::Closed => f.write_str("the lock was closed: it takes no new locks"),
             Error::Timeout { timeout, .. } => write!(f, "no answer within {timeout:.1?}"),
-            Error::Unreachable { cause, .. } => write!(f, "unreachable: {}", cause.details()),
+            Error::Unreachable { cause, .. } => {
+                write!(f, "unreachable: {}", io_text(cause.details()))
+            }
             Error::Overloaded { limit, .. } => write!(
                 f,
                 "{limit} requests are already waiting for an answer; refused at once"
@@ -277,6 +336,11 @@ impl fmt::Display for Reason<'_> {
                 "whether it lost locks in a restart is unknown, its health could not be read ({}); read again in {:.1?}",
                 reason.reason(),
                 round_tenth(*recheck_in)
+            ),
+            Error::Cluster { cause, .. } => write!(
+                f,
+                "a Redis Cluster node ({}): a lock needs independent masters, not the nodes of a cluster",
+                cause.details()
             ),
             Error::Redis { cause, .. } => f.write_str(cause.details()),
         }
@@ -305,6 +369,53 @@ mod tests {
 
     fn fred_error(kind: fred::error::ErrorKind, details: &str) -> fred::error::Error {
         fred::error::Error::new(kind, details.to_owned())
+    }
+
+    #[test]
+    fn an_unreachable_master_reads_without_debug_text() {
+        use fred::error::ErrorKind;
+        for (details, shown) in [
+            (
+                "Os { code: 104, kind: ConnectionReset, message: \"Connection reset by peer\" }",
+                "h:1: unreachable: Connection reset by peer",
+            ),
+            (
+                "Custom { kind: Other, error: \"no route\" }",
+                "h:1: unreachable: no route",
+            ),
+            (
+                "the connection closed",
+                "h:1: unreachable: the connection closed",
+            ),
+        ] {
+            let e = Error::Unreachable {
+                addr: "h:1".into(),
+                cause: fred_error(ErrorKind::IO, details),
+            };
+            assert_eq!(e.to_string(), shown);
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_failed_tls_handshake_reads_as_tls_without_debug_text() {
+        use fred::error::ErrorKind;
+        for (details, reason) in [
+            (
+                "Custom { kind: InvalidData, error: AlertReceived(CertificateRequired) }",
+                "h:1: TLS failed: the server ended the handshake with alert CertificateRequired",
+            ),
+            (
+                "Custom { kind: InvalidData, error: InvalidMessage(InvalidContentType) }",
+                "h:1: TLS failed: the server does not speak TLS on this port (InvalidContentType)",
+            ),
+        ] {
+            let e = tls_handshake("h:1", &fred_error(ErrorKind::IO, details)).expect("tls");
+            assert_eq!(e.to_string(), reason);
+            assert!(!e.is_transient());
+        }
+        let refused = fred_error(ErrorKind::IO, "Os { code: 111, kind: ConnectionRefused }");
+        assert!(tls_handshake("h:1", &refused).is_none());
     }
 
     #[test]
@@ -362,6 +473,32 @@ mod tests {
             );
             assert!(matches!(e, Error::Denied { .. }), "{reply}: {e:?}");
             assert!(!e.is_transient());
+        }
+        for reply in [
+            "CROSSSLOT Keys in request don't hash to the same slot",
+            "MOVED 3999 127.0.0.1:6381",
+            "ASK 3999 127.0.0.1:6381",
+            "CLUSTERDOWN Hash slot not served",
+        ] {
+            let e = Error::from_fred(
+                "h:1",
+                Blame::Nothing,
+                t,
+                fred_error(
+                    if reply.starts_with("CROSSSLOT") {
+                        ErrorKind::Unknown
+                    } else {
+                        ErrorKind::Cluster
+                    },
+                    reply,
+                ),
+            );
+            assert!(matches!(e, Error::Cluster { .. }), "{reply}: {e:?}");
+            assert!(!e.is_transient());
+            assert!(
+                e.to_string().starts_with("h:1: a Redis Cluster node ("),
+                "{e}"
+            );
         }
         let e = Error::from_fred(
             "h:1",

@@ -252,6 +252,29 @@ fn client(config: &Config, options: &NodeOptions) -> Result<fred::clients::Clien
         .map_err(|e| Error::Config(format!("cannot make a client: {}", e.details())))
 }
 
+/// The error of a failed connection attempt, told apart where fred's is unclear: a failed
+/// TLS handshake, and a plain connection reset before any reply (as a TLS port does).
+fn connect_error(addr: &str, config: &Config, timeout: Duration, e: fred::error::Error) -> Error {
+    #[cfg(feature = "tls")]
+    if config.tls.is_some() {
+        if let Some(tls) = crate::error::tls_handshake(addr, &e) {
+            return tls;
+        }
+        return Error::from_fred(addr, crate::error::Blame::Nothing, timeout, e);
+    }
+    let _ = config;
+    if e.details().contains("ConnectionReset") {
+        return Error::Unreachable {
+            addr: addr.to_owned(),
+            cause: fred::error::Error::new(
+                fred::error::ErrorKind::IO,
+                "the connection was reset before the first reply (a TLS port? then use rediss://)",
+            ),
+        };
+    }
+    Error::from_fred(addr, crate::error::Blame::Nothing, timeout, e)
+}
+
 fn jittered(d: Duration) -> Duration {
     let half = d / 2;
     half + rand::rng().random_range(Duration::ZERO..=d - half)
@@ -309,12 +332,7 @@ async fn keep_connected(
                             ),
                         }
                     }
-                    Err(e) => Error::from_fred(
-                        &addr,
-                        crate::error::Blame::Nothing,
-                        options.connect_timeout,
-                        e,
-                    ),
+                    Err(e) => connect_error(&addr, &config, options.connect_timeout, e),
                 }
             }
         };

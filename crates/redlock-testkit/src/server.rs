@@ -52,6 +52,9 @@ pub struct ServerOptions {
     /// Also listen for TLS on a port of its own, with certificates made for the server
     /// ([`RedisServer::tls_files`]); the plain port stays, for the testkit's own commands.
     pub tls: Option<TlsMode>,
+    /// Run as a Redis Cluster node (`--cluster-enabled yes`), owning no slots until told
+    /// (`CLUSTER ADDSLOTSRANGE`): the kind of server a lock must refuse as a master.
+    pub cluster: bool,
 }
 
 /// A `redis-server` child process on `127.0.0.1`, in a temporary directory of its own, killed
@@ -335,6 +338,10 @@ fn spawn_and_wait(
         Persistence::None => cmd.args(["--appendonly", "no"]),
         Persistence::AofAlways => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
     };
+    if options.cluster {
+        cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"])
+            .arg(dir.join("nodes.conf"));
+    }
     if let Some((tls_port, files)) = tls {
         let mutual = options.tls == Some(TlsMode::Mutual);
         cmd.arg("--tls-port")

@@ -217,26 +217,7 @@ impl RedlockBuilder {
     ///
     /// Cancel-safe: dropping it drops the half-made connections.
     pub async fn connect(self) -> Result<Redlock<Node>> {
-        let timeout = self.check(self.urls.len())?;
-        let options = NodeOptions {
-            timeout,
-            connect_timeout: self.connect_timeout,
-            max_in_flight: self.max_in_flight,
-            tls: self.tls.clone(),
-        };
-        let mut seen = HashSet::new();
-        let mut nodes = Vec::with_capacity(self.urls.len());
-        for url in &self.urls {
-            let node = Node::build(url, options.clone())?;
-            if !seen.insert(node.addr().to_owned()) {
-                return Err(Error::Config(format!(
-                    "master {} is listed twice: a quorum needs independent masters",
-                    node.addr()
-                )));
-            }
-            nodes.push(node);
-        }
-        same_addresses(&nodes, self.connect_timeout).await?;
+        let (nodes, timeout) = self.nodes_checked().await?;
         let n = nodes.len();
         let mut tally = Tally::new(n);
         let mut failures = Vec::new();
@@ -274,6 +255,44 @@ impl RedlockBuilder {
             );
         }
         self.finish(nodes, timeout)
+    }
+
+    /// Checks the settings like [`connect`](Self::connect) and starts connecting to every
+    /// master, but returns at once, without waiting for any: for tools that report on each
+    /// master even when a quorum is down (`redlock status`). A request to a master that is
+    /// still connecting waits for it up to the per-master timeout, then fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping it drops the half-made connections.
+    pub async fn connect_lazy(self) -> Result<Redlock<Node>> {
+        let (nodes, timeout) = self.nodes_checked().await?;
+        self.finish(nodes, timeout)
+    }
+
+    /// The settings checked and a node made for each URL, connecting in the background.
+    async fn nodes_checked(&self) -> Result<(Vec<Node>, Duration)> {
+        let timeout = self.check(self.urls.len())?;
+        let options = NodeOptions {
+            timeout,
+            connect_timeout: self.connect_timeout,
+            max_in_flight: self.max_in_flight,
+            tls: self.tls.clone(),
+        };
+        let mut seen = HashSet::new();
+        let mut nodes = Vec::with_capacity(self.urls.len());
+        for url in &self.urls {
+            let node = Node::build(url, options.clone())?;
+            if !seen.insert(node.addr().to_owned()) {
+                return Err(Error::Config(format!(
+                    "master {} is listed twice: a quorum needs independent masters",
+                    node.addr()
+                )));
+            }
+            nodes.push(node);
+        }
+        same_addresses(&nodes, self.connect_timeout).await?;
+        Ok((nodes, timeout))
     }
 
     /// Checks the settings and builds locks over `masters`, any implementation of [`Master`]

@@ -231,7 +231,9 @@ impl<M: Master> Redlock<M> {
     /// the background work has an answer from the masters: the releases of failed, cancelled
     /// and dropped attempts and guards, the minority of each release round, and the answers
     /// still out when an attempt settled. Each request is bounded by the per-master timeout.
-    /// Guards still held can be extended and released as before.
+    /// Guards still held can be extended and released as before, and
+    /// [`inspect`](Redlock::inspect) still reads: after `close()` it shows none of the keys
+    /// whose releases were answered.
     ///
     /// Call it before the runtime ends: a process that exits without it can leave keys on the
     /// masters until their ttl ends, blocking everyone else meanwhile.
