@@ -9,6 +9,9 @@
 //! - `cost [CYCLES]`: instructions per acquire + release, ours against raw fred, counted by
 //!   callgrind on the client and on one master: figures that the machine's noise does not move.
 //! - `redis N`: N local masters for manual work, until Ctrl-C.
+//! - `chaos [--masters 5] [--clients 8] [--duration 60s] [--seed S] [--faults LIST] [--mode
+//!   lib|cli] [--broken …]`: the fault campaign on real masters (`chaos/`), release build; its
+//!   table on stdout, its history and timeline under `target/chaos/`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,8 @@ mod cost;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
-const USAGE: &str = "usage: cargo xtask <ci | demo | bench | cost [CYCLES] | redis [N]>";
+const USAGE: &str =
+    "usage: cargo xtask <ci | demo | bench | cost [CYCLES] | redis [N] | chaos [OPTIONS]>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("cost") => cost::run(args.get(1).map(String::as_str)),
         Some("redis") => redis(args.get(1).map(String::as_str)),
+        Some("chaos") => chaos(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -134,6 +139,38 @@ fn ensure_installed(program: &str, package: &str) -> Result {
     }
 }
 
+/// Builds the campaign and the tool; returns the directory of the binaries.
+fn campaign_binaries(release: bool) -> Result<PathBuf> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--locked",
+        "-p",
+        "redlock-chaos",
+        "-p",
+        "redlock-cli",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    Ok(root()
+        .join("target")
+        .join(if release { "release" } else { "debug" }))
+}
+
+/// The fault campaign, built for release, with `args` passed on.
+fn chaos(args: &[String]) -> Result {
+    ensure_redis()?;
+    let release = campaign_binaries(true)?;
+    let mut cmd = Command::new(release.join("redlock-chaos"));
+    cmd.current_dir(root()).arg("run").args(args);
+    if !args.iter().any(|a| a == "--redlock") {
+        cmd.arg("--redlock").arg(release.join("redlock"));
+    }
+    run(&mut cmd)
+}
+
 fn ci() -> Result {
     ensure_redis()?;
     // The CLI tests run an interactive command under a pseudo-terminal made by script(1).
@@ -192,6 +229,31 @@ fn ci() -> Result {
         "--lib",
     ]))?;
     run(cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
+    // A short seeded fault campaign with every fault, through the library and through the
+    // tool (the debug builds the tests made).
+    let debug = campaign_binaries(false)?;
+    for (mode, duration, seed) in [("lib", "45s", "1"), ("cli", "20s", "2")] {
+        run(Command::new(debug.join("redlock-chaos"))
+            .current_dir(root())
+            .args([
+                "run",
+                "--mode",
+                mode,
+                "--duration",
+                duration,
+                "--seed",
+                seed,
+            ])
+            .args(["--faults", "all", "--out"])
+            .arg(
+                root()
+                    .join("target")
+                    .join("chaos")
+                    .join(format!("ci-{mode}")),
+            )
+            .arg("--redlock")
+            .arg(debug.join("redlock")))?;
+    }
     run(cargo()
         .args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;

@@ -60,7 +60,7 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    acquire: Loaded::new(scripts::ACQUIRE),
+    acquire: Loaded::new(acquire_script()),
     raise: Loaded::new(scripts::RAISE),
     extend: Loaded::new(scripts::EXTEND),
     release: Loaded::new(scripts::RELEASE),
@@ -68,6 +68,15 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     health: Loaded::new(scripts::HEALTH),
     delay: Loaded::new(scripts::DELAY),
 });
+
+/// The acquire script: the hybrid counter's, unless the campaign broke it on purpose.
+fn acquire_script() -> &'static str {
+    #[cfg(feature = "broken")]
+    if crate::broken::plain_counter() {
+        return scripts::ACQUIRE_PLAIN_COUNTER;
+    }
+    scripts::ACQUIRE
+}
 
 /// One connection to a master, through one fred client that never reconnects: the protocol's
 /// scripts by EVALSHA, every request bounded by the per-request timeout and by how many may

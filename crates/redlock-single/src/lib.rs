@@ -23,6 +23,8 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod background;
+#[cfg(feature = "broken")]
+pub mod broken;
 mod conn;
 mod deadline;
 mod error;

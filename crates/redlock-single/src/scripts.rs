@@ -50,6 +50,16 @@ end
 return false
 "#;
 
+/// acquire with a plain `INCR` counter: broken on purpose, for the fault campaign only (see
+/// [`crate::broken`]); a master that lost its data counts again from 1.
+#[cfg(feature = "broken")]
+pub const ACQUIRE_PLAIN_COUNTER: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return false
+"#;
+
 /// raise(key, fence; token, t) → 1 after setting the counter to max(counter, t), 0 if not held.
 pub const RAISE: &str = concat!(
     unless_held_return_0!(),

@@ -205,10 +205,12 @@ impl<M: Master> Voters<M> {
     /// The restart delay this client applies now: the largest of its own ttls, the configured
     /// delay, every delay read from a master, and [`MIN_RESTART_DELAY`].
     pub fn delay(&self) -> Duration {
-        let learnt = self
-            .own_ms
-            .load(Ordering::Relaxed)
-            .max(self.known_ms.load(Ordering::Relaxed));
+        let own = self.own_ms.load(Ordering::Relaxed);
+        #[cfg(feature = "broken")]
+        if crate::broken::own_ttl_only() {
+            return Duration::from_millis(own).max(MIN_RESTART_DELAY);
+        }
+        let learnt = own.max(self.known_ms.load(Ordering::Relaxed));
         Duration::from_millis(learnt)
             .max(self.policy.delay.unwrap_or_default())
             .max(MIN_RESTART_DELAY)

@@ -1,0 +1,80 @@
+//! What a campaign records: each critical section (written by the client that ran it), each
+//! attempt the fenced register saw, and each fault the campaign injected. Times are wall-clock
+//! microseconds since the Unix epoch: every process of a campaign runs on one machine, and the
+//! clock shim changes only the masters' clocks.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Now, in wall-clock microseconds.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// One critical section, as its client saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    /// The client that held the lock.
+    pub client: u32,
+    /// The lock's ttl for this client.
+    pub ttl_ms: u64,
+    /// The resource locked.
+    pub resource: String,
+    /// The fencing token.
+    pub token: u64,
+    /// When the client began to ask for the lock.
+    pub acquire_start: u64,
+    /// When it had the lock.
+    pub acquire_end: u64,
+    /// Until when the lock was guaranteed, by the client's own reckoning (the start of the
+    /// section plus the validity it was given).
+    pub validity_end: u64,
+    /// When the section's work ended (before the release).
+    pub section_end: u64,
+    /// Whether the release found the lock still ours: `None` when it was not asked (the tool
+    /// mode knows only the tool's exit status, in `exit`).
+    pub released: Option<bool>,
+    /// The tool's exit status, in the tool mode.
+    pub exit: Option<i32>,
+    /// The section's writes to the fenced register, in order.
+    pub writes: Vec<WriteAttempt>,
+}
+
+/// One write of a section to the fenced register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAttempt {
+    /// When the register answered.
+    pub at: u64,
+    /// Whether it accepted the write.
+    pub accepted: bool,
+}
+
+/// One attempt the fenced register saw, in the order it saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterEntry {
+    /// The resource written.
+    pub resource: String,
+    /// The token the write carried.
+    pub token: u64,
+    /// Whether the register accepted it.
+    pub accepted: bool,
+}
+
+/// A fault the campaign injected, from `start` to `end`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// What it was: `pause`, `restart-aof`, `restart-empty`, `persistence-switch`, `clock-…`,
+    /// `net-…`, `client-pause`, `pause-majority`.
+    pub kind: String,
+    /// What it hit: `m3` (a master) or `c5` (a client).
+    pub target: String,
+    /// When it began.
+    pub start: u64,
+    /// When it ended.
+    pub end: u64,
+    /// Whether it stays inside the assumptions under which mutual exclusion holds.
+    pub inside: bool,
+}

@@ -1,0 +1,57 @@
+//! The campaign catches broken builds: each switch that turns a defence off makes its check
+//! fail within a default-length run (60 s), and the build as it ships passes the same
+//! campaign. Each test runs the campaign's binary against real masters.
+
+use std::process::Command;
+
+fn campaign(faults: &str, broken: &str, expect: Option<&str>, seed: &str) -> (bool, String) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redlock-chaos"));
+    cmd.args(["run", "--duration", "60s", "--seed", seed])
+        .args(["--faults", faults, "--broken", broken, "--out"])
+        .arg(out.path());
+    if let Some(check) = expect {
+        cmd.args(["--expect-violation", check]);
+    }
+    let o = cmd.output().expect("run the campaign");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
+#[test]
+fn the_restart_guard_off_breaks_mutual_exclusion_and_the_checker_says_so() {
+    let (ok, text) = campaign("inside", "guard-off", Some("mutual exclusion"), "11");
+    assert!(ok, "no overlap found with the restart guard off:\n{text}");
+}
+
+#[test]
+fn a_restart_delay_from_this_process_ttl_alone_breaks_mutual_exclusion_and_the_checker_says_so() {
+    let (ok, text) = campaign("inside", "own-ttl", Some("mutual exclusion"), "12");
+    assert!(
+        ok,
+        "no overlap found with the delay from the own ttl:\n{text}"
+    );
+}
+
+#[test]
+fn plain_incr_counters_break_fencing_and_the_checker_says_so() {
+    let (ok, text) = campaign("all", "plain-counter", Some("fencing"), "13");
+    assert!(
+        ok,
+        "no fencing violation found with plain counters:\n{text}"
+    );
+}
+
+#[test]
+fn the_build_as_it_ships_passes_the_campaign_inside_the_assumptions() {
+    let (ok, text) = campaign("inside", "none", None, "14");
+    assert!(ok, "the campaign failed:\n{text}");
+    assert!(
+        text.contains("| overlaps under the assumptions         |              0 |"),
+        "{text}"
+    );
+}
