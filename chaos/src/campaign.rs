@@ -649,6 +649,44 @@ fn inject(
             }
             true
         }
+        "pause-majority" if w.faulty(now) == 0 && !w.stopped.contains(&true) => {
+            let mut all: Vec<usize> = (0..n).collect();
+            let q = n / 2 + 1;
+            let mut chosen = Vec::new();
+            while chosen.len() < q {
+                chosen.push(all.swap_remove(rng.random_range(0..all.len())));
+            }
+            let d = ms(rng, 300, 2000);
+            for &m in &chosen {
+                let _ = w.masters[m].pause();
+                w.stopped[m] = true;
+                w.busy(m, now + d);
+            }
+            let f = w.record("pause-majority", format!("m{}", chosen[0]), false);
+            for &m in &chosen[1..] {
+                let extra = w.record("pause-majority", format!("m{m}"), false);
+                w.faults[extra].end = w.faults[extra].start + d.as_micros() as u64;
+            }
+            w.active.push(Active {
+                fault: f,
+                until: now + d,
+                undo: Undo::Resume(chosen),
+            });
+            true
+        }
+        "restart-aof" | "restart-empty" | "persistence-switch" if room => {
+            let m = pick(rng, &free);
+            let p = match kind {
+                "restart-aof" => w.persistence[m],
+                "restart-empty" => Persistence::None,
+                _ => match w.persistence[m] {
+                    Persistence::None => Persistence::AofAlways,
+                    Persistence::AofAlways => Persistence::None,
+                },
+            };
+            w.kill(m, p, kind);
+            true
+        }
         "clock" if room => {
             let m = pick(rng, &free);
             let Some(clock) = w.masters[m].clock() else {

@@ -1,6 +1,9 @@
 //! The campaign catches broken builds: each switch that turns a defence off makes its check
-//! fail within a default-length run (60 s), and the build as it ships passes the same
-//! campaign. Each test runs the campaign's binary against real masters.
+//! fail within a default-length run (60 s), and the build as it ships passes the campaign with
+//! every fault inside the assumptions. Each test runs the campaign's binary against real
+//! masters. The broken builds get the faults that exercise the defence they lack: pauses
+//! (half of them the bare-quorum episode that ends in an empty restart) with mixed ttls for
+//! the restart guard, every master losing its data for the fencing counter.
 
 use std::process::Command;
 
@@ -24,13 +27,13 @@ fn campaign(faults: &str, broken: &str, expect: Option<&str>, seed: &str) -> (bo
 
 #[test]
 fn the_restart_guard_off_breaks_mutual_exclusion_and_the_checker_says_so() {
-    let (ok, text) = campaign("inside", "guard-off", Some("mutual exclusion"), "11");
+    let (ok, text) = campaign("pause,ttls", "guard-off", Some("mutual exclusion"), "11");
     assert!(ok, "no overlap found with the restart guard off:\n{text}");
 }
 
 #[test]
 fn a_restart_delay_from_this_process_ttl_alone_breaks_mutual_exclusion_and_the_checker_says_so() {
-    let (ok, text) = campaign("inside", "own-ttl", Some("mutual exclusion"), "12");
+    let (ok, text) = campaign("pause,ttls", "own-ttl", Some("mutual exclusion"), "12");
     assert!(
         ok,
         "no overlap found with the delay from the own ttl:\n{text}"
@@ -39,7 +42,12 @@ fn a_restart_delay_from_this_process_ttl_alone_breaks_mutual_exclusion_and_the_c
 
 #[test]
 fn plain_incr_counters_break_fencing_and_the_checker_says_so() {
-    let (ok, text) = campaign("all", "plain-counter", Some("fencing"), "13");
+    let (ok, text) = campaign(
+        "restart-all-empty,ttls",
+        "plain-counter",
+        Some("fencing"),
+        "13",
+    );
     assert!(
         ok,
         "no fencing violation found with plain counters:\n{text}"
