@@ -85,14 +85,14 @@ struct Active {
 }
 
 /// Whether an episode may end now: a client of the longest ttl is in a section that began
-/// during the pause (so its lock is on a bare quorum) and will last a few seconds more, long
+/// during the pause (so its lock is on a bare quorum) and will last 5 s more, long
 /// enough for another client to try the lock once the restarted master may vote.
 fn ripe(w: &World, x: &Active) -> bool {
     if !matches!(x.undo, Undo::ResumeThenEmpty(..)) {
         return false;
     }
     let began = x.faults.first().map_or(0, |&f| w.faults[f].start);
-    let later = now_us() + 3_000_000;
+    let later = now_us() + 5_000_000;
     w.in_section
         .iter()
         .flatten()
@@ -690,7 +690,7 @@ fn inject(
             }
             let victim = pick(rng, &all);
             // Ends early once a long section began meanwhile (`ripe`).
-            let d = ms(rng, 2000, 6000);
+            let d = ms(rng, 3000, 10_000);
             let undo = Undo::ResumeThenEmpty(paused.clone(), victim);
             w.pause_set(&paused, d, "pause-then-restart-empty", true, undo);
             true
