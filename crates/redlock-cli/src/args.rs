@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use redlock::{Redlock, RedlockBuilder, Retry};
+use redlock::{LockOptions, Redlock, RedlockBuilder, Retry};
 
 use crate::exit::{self, Failure};
 
@@ -205,22 +205,25 @@ impl Target {
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Failure::usage("--timeout must be above zero"));
         }
-        let mut builder = Redlock::builder()
-            .nodes(nodes)
-            .connect_timeout(Duration::from_secs(3));
+        Ok(Redlock::builder().nodes(nodes).options(self.options()))
+    }
+
+    /// The library's settings that the target's flags give: the one place the tool builds
+    /// them (exec adds its own on top).
+    fn options(&self) -> LockOptions {
+        let mut o = LockOptions {
+            connect_timeout: Duration::from_secs(3),
+            timeout: self.timeout,
+            ..LockOptions::default()
+        };
         if let Some(p) = &self.prefix {
-            builder = builder.prefix(p.clone());
+            o.prefix.clone_from(p);
         }
-        if let Some(t) = self.timeout {
-            builder = builder.timeout(t);
-        }
-        if let Some(ca) = &self.tls_ca {
-            builder = builder.tls_ca_file(ca);
-        }
+        o.tls.ca_file.clone_from(&self.tls_ca);
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            builder = builder.tls_client_auth(cert, key);
+            o.tls.client_auth = Some((cert.clone(), key.clone()));
         }
-        Ok(builder)
+        o
     }
 }
 

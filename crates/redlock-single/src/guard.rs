@@ -5,13 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::error::{Error, Result};
 use crate::key::{LockKey, Token};
 use crate::lease::{Extension, Lease, LeaseWriter, run_extended};
 use crate::master::{Connection, Master};
-use crate::validity::{drift, validity};
+use crate::validity::drift;
 use crate::voters::Voters;
 
 /// A held lock. Dropping it without [`release`](Guard::release) releases it in the background
@@ -60,35 +58,6 @@ impl<M: Master> Guard<M> {
         self.voters.master(0)
     }
 
-    /// The resource this lock is for.
-    pub fn resource(&self) -> &str {
-        self.lease.lease().resource()
-    }
-
-    /// The fencing token; see [`Lease::fence`].
-    pub fn fence(&self) -> u64 {
-        self.lease.lease().fence()
-    }
-
-    /// How long the lock can still be relied on; see [`Lease::validity`].
-    pub fn validity(&self) -> Duration {
-        self.lease.lease().validity()
-    }
-
-    /// Whether the lock is lost, released or past its validity.
-    pub fn is_lost(&self) -> bool {
-        self.lease.lease().is_lost()
-    }
-
-    /// Resolves when the lock can no longer be guaranteed; see [`Lease::lost`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe.
-    pub async fn lost(&self) {
-        self.lease.lease().lost().await;
-    }
-
     /// A read-only view of this lock that can be cloned and moved into other tasks.
     pub fn lease(&self) -> Lease {
         self.lease.lease().clone()
@@ -134,26 +103,23 @@ impl<M: Master> Guard<M> {
             return Err(self.lost_error());
         }
         self.voters.use_ttl(ttl).await;
-        let drift = drift(ttl, self.drift_factor);
-        let start = Instant::now();
-        let Some(most) = validity(ttl, Duration::ZERO, drift) else {
+        let Some(extension) = self
+            .lease
+            .begin_extension(ttl, drift(ttl, self.drift_factor))
+        else {
             // Not even an instant reply would leave any validity: nothing is sent.
-            self.lease.mark_lost();
             return Err(self.lost_error());
         };
-        let renewal = self.lease.begin(start + most);
         let conn = self.master().connection()?;
         if !conn.extend(&self.key, &self.token, ttl).await? {
             self.lease.mark_lost();
             return Err(self.lost_error());
         }
-        match validity(ttl, start.elapsed(), drift) {
-            Some(left) if self.lease.finish(renewal, start + left) => Ok(()),
+        if self.lease.finish_extension(extension) {
+            Ok(())
+        } else {
             // Granted too late to rely on, or lost while the request was in flight.
-            _ => {
-                self.lease.mark_lost();
-                Err(self.lost_error())
-            }
+            Err(self.lost_error())
         }
     }
 
@@ -206,6 +172,17 @@ impl<M: Master> Guard<M> {
         Error::Lost {
             resource: self.resource().to_owned(),
         }
+    }
+}
+
+/// A guard reads like its [`Lease`]: [`resource`](Lease::resource),
+/// [`fence`](Lease::fence), [`validity`](Lease::validity), [`is_lost`](Lease::is_lost) and
+/// [`lost`](Lease::lost).
+impl<M: Master> std::ops::Deref for Guard<M> {
+    type Target = Lease;
+
+    fn deref(&self) -> &Lease {
+        self.lease.lease()
     }
 }
 

@@ -66,8 +66,9 @@ impl Lease {
     }
 
     /// The fencing token of this acquisition: strictly greater than the token of every earlier
-    /// acquisition of the same resource. Pass it to the storage you protect and have it reject
-    /// writes that carry a smaller token than one it has seen.
+    /// acquisition of the same resource (for a quorum lock, across all its masters). Pass it to
+    /// the storage you protect and have it reject writes that carry a smaller token than one it
+    /// has seen.
     pub fn fence(&self) -> u64 {
         self.state.fence
     }
@@ -132,6 +133,17 @@ pub struct Renewal {
     ticket: u64,
 }
 
+/// An extension on its way: from [`LeaseWriter::begin_extension`] to
+/// [`LeaseWriter::finish_extension`].
+#[derive(Debug)]
+#[must_use = "an extension moves the deadline only when finished"]
+pub struct Extending {
+    renewal: Renewal,
+    start: Instant,
+    ttl: Duration,
+    drift: Duration,
+}
+
 impl LeaseWriter {
     /// A lease of `resource` with fencing token `fence`, valid until `deadline`.
     pub fn new(resource: String, fence: u64, deadline: Instant) -> LeaseWriter {
@@ -192,6 +204,41 @@ impl LeaseWriter {
             }
             _ => false,
         })
+    }
+
+    /// Before an extension by `ttl` is sent, with the masters' clocks allowed `drift`: begins
+    /// its renewal (see [`begin`](Self::begin)) and starts its clock. `None`, marking the lease
+    /// lost, when not even an instant reply would leave any validity: then nothing is sent.
+    pub fn begin_extension(&self, ttl: Duration, drift: Duration) -> Option<Extending> {
+        let start = Instant::now();
+        let Some(most) = crate::validity::validity(ttl, Duration::ZERO, drift) else {
+            self.mark_lost();
+            return None;
+        };
+        Some(Extending {
+            renewal: self.begin(start + most),
+            start,
+            ttl,
+            drift,
+        })
+    }
+
+    /// After the masters granted `extension`: the deadline becomes what it leaves (see
+    /// [`finish`](Self::finish)). False, marking the lease lost, when it came too late to rely
+    /// on or the lease was lost meanwhile.
+    pub fn finish_extension(&self, extension: Extending) -> bool {
+        let Extending {
+            renewal,
+            start,
+            ttl,
+            drift,
+        } = extension;
+        let done = crate::validity::validity(ttl, start.elapsed(), drift)
+            .is_some_and(|left| self.finish(renewal, start + left));
+        if !done {
+            self.mark_lost();
+        }
+        done
     }
 
     /// Marks the lock lost (or released): `lost()` resolves and the validity reads zero.

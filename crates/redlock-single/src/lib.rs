@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //!
-//! - [`lock`](Lock): [`Lock`] and its builder: attempts, retries, `with_lock`, `close`.
+//! - [`lock`](Lock): [`Lock`] and its builder: attempts, `with_lock`, `close`.
+//! - [`options`](LockOptions): [`LockOptions`], the settings every lock type shares, their
+//!   defaults and checks, and [`lock_option_setters!`], their setters on a builder.
 //! - [`guard`](Guard): [`Guard`], a held lock: extend, release.
 //! - [`lease`]: [`Lease`], what a holder sees (fence, validity, lost signal), its writer half,
 //!   and the extension loop; for lock implementations too.
@@ -16,7 +18,7 @@
 //!   types; [`restart`]: its rules (pure).
 //! - [`background`]: the owner of a lock's background work, and the drop guard of an attempt.
 //! - [`key`](LockKey): key names, random tokens and the stored value.
-//! - [`retry`](Retry): retry policies with jitter (pure).
+//! - [`retry`](Retry): retry policies with jitter (pure), and [`Retry::run`], the acquire loop.
 //! - [`validity`]: validity and drift arithmetic (pure).
 //! - [`error`](Error): the error enum.
 #![forbid(unsafe_code)]
@@ -34,6 +36,7 @@ pub mod lease;
 mod lock;
 mod master;
 mod node;
+mod options;
 mod reply;
 pub mod restart;
 mod retry;
@@ -50,9 +53,10 @@ pub use key::{
     Token, check_prefix,
 };
 pub use lease::Lease;
-pub use lock::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, Lock, LockBuilder};
+pub use lock::{Lock, LockBuilder};
 pub use master::{Connection, Health, Inspection, Master};
 pub use node::{DEFAULT_MAX_IN_FLIGHT, Node, NodeOptions};
+pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, LockOptions};
 pub use retry::{Retry, Schedule};
 pub use tls::TlsOptions;
 

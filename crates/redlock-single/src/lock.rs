@@ -2,45 +2,21 @@
 //! keeps a lock extended while the user's future runs.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::background::{Background, DropGuard};
+use crate::background::DropGuard;
 use crate::error::{Error, Result};
 use crate::guard::{Guard, release_later};
-use crate::key::{DEFAULT_PREFIX, LockKey, RestartKeys, Token, check_prefix};
+use crate::key::{LockKey, Token};
 use crate::lease::{Lease, LeaseWriter};
 use crate::master::{Connection, Inspection, Master};
-use crate::node::{DEFAULT_MAX_IN_FLIGHT, Node, NodeOptions};
-use crate::retry::Retry;
-use crate::tls::TlsOptions;
-use crate::validity::{DEFAULT_DRIFT_FACTOR, drift, validity};
-use crate::voters::{RestartPolicy, Voters};
-
-/// The default ttl of a lock.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
-
-/// The default retry policy of [`Lock::acquire`]: exponential backoff from 10 ms to 500 ms,
-/// giving up after 10 s.
-pub const DEFAULT_RETRY: Retry =
-    Retry::exponential(Duration::from_millis(10), Duration::from_millis(500))
-        .deadline(Duration::from_secs(10));
-
-/// The default bound on connecting to a master.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Settings shared by every lock taken through one [`Lock`].
-#[derive(Debug)]
-struct Settings {
-    ttl: Duration,
-    retry: Retry,
-    prefix: String,
-    meta: String,
-    drift_factor: f64,
-}
+use crate::node::Node;
+use crate::options::LockOptions;
+use crate::validity::{drift, validity};
+use crate::voters::Voters;
 
 /// Locks on one Redis master.
 ///
@@ -67,31 +43,26 @@ struct Settings {
 #[derive(Debug)]
 pub struct Lock<M: Master = Node> {
     voters: Arc<Voters<M>>,
-    settings: Arc<Settings>,
+    options: Arc<LockOptions>,
 }
 
 impl<M: Master> Clone for Lock<M> {
     fn clone(&self) -> Self {
         Lock {
             voters: self.voters.clone(),
-            settings: self.settings.clone(),
+            options: self.options.clone(),
         }
     }
 }
 
 impl Lock<Node> {
-    /// A builder with the defaults: ttl 10 s, [`DEFAULT_RETRY`], prefix `redlock:`, no metadata,
-    /// per-request timeout `ttl / 200` (between 5 ms and 1 s), drift factor 0.01, the restart
-    /// guard on, at most [`DEFAULT_MAX_IN_FLIGHT`] requests in flight.
+    /// A builder with the defaults of [`LockOptions`]: ttl 10 s,
+    /// [`DEFAULT_RETRY`](crate::DEFAULT_RETRY), prefix `redlock:`, no metadata, per-request
+    /// timeout `ttl / 200` (between 5 ms and 1 s), drift factor 0.01, the restart guard on, at
+    /// most [`DEFAULT_MAX_IN_FLIGHT`](crate::DEFAULT_MAX_IN_FLIGHT) requests in flight.
     pub fn builder() -> LockBuilder {
         LockBuilder::default()
     }
-}
-
-/// What one attempt came to.
-enum Attempt<M: Master> {
-    Acquired(Guard<M>),
-    Held,
 }
 
 impl<M: Master> Lock<M> {
@@ -102,7 +73,7 @@ impl<M: Master> Lock<M> {
 
     /// The ttl of every lock taken here.
     pub fn ttl(&self) -> Duration {
-        self.settings.ttl
+        self.options.ttl
     }
 
     /// Makes one attempt: `Ok(Some(guard))` if the lock was free, `Ok(None)` if someone else
@@ -116,9 +87,10 @@ impl<M: Master> Lock<M> {
     /// in the background on the same connection, so the master runs it after the acquire.
     pub async fn try_acquire(&self, resource: &str) -> Result<Option<Guard<M>>> {
         let key = self.key(resource)?;
-        match self.attempt(resource, &key).await? {
-            Attempt::Acquired(guard) => Ok(Some(guard)),
-            Attempt::Held => Ok(None),
+        match self.attempt(resource, &key).await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(Error::Held { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -132,26 +104,10 @@ impl<M: Master> Lock<M> {
     /// background; see [`try_acquire`](Lock::try_acquire).
     pub async fn acquire(&self, resource: &str) -> Result<Guard<M>> {
         let key = self.key(resource)?;
-        let start = Instant::now();
-        let mut schedule = self.settings.retry.schedule();
-        loop {
-            let failure = match self.attempt(resource, &key).await {
-                Ok(Attempt::Acquired(guard)) => return Ok(guard),
-                Ok(Attempt::Held) => Error::Held {
-                    resource: resource.to_owned(),
-                },
-                Err(e) if e.is_transient() => e,
-                Err(e) => return Err(e),
-            };
-            let delay = schedule.next_delay(start.elapsed(), &mut rand::rng());
-            match delay {
-                Some(delay) => {
-                    tracing::trace!(resource, ?delay, error = %failure, "retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                None => return Err(failure),
-            }
-        }
+        self.options
+            .retry
+            .run(Error::is_transient, |_| self.attempt(resource, &key))
+            .await
     }
 
     /// Takes the lock (waiting per the retry policy), runs `work` while keeping the lock
@@ -184,7 +140,7 @@ impl<M: Master> Lock<M> {
     {
         let guard = self.acquire(resource).await?;
         let work = work(guard.lease());
-        match guard.keep_extended(work, self.settings.ttl).await {
+        match guard.keep_extended(work, self.options.ttl).await {
             Some(out) => {
                 if let Err(e) = guard.release().await {
                     tracing::warn!(resource, error = %e, "release after with_lock failed");
@@ -224,11 +180,12 @@ impl<M: Master> Lock<M> {
     }
 
     fn key(&self, resource: &str) -> Result<LockKey> {
-        LockKey::new(&self.settings.prefix, resource)
+        LockKey::new(&self.options.prefix, resource)
     }
 
-    async fn attempt(&self, resource: &str, key: &LockKey) -> Result<Attempt<M>> {
-        let s = &*self.settings;
+    /// One attempt; [`Error::Held`] when someone else holds the lock.
+    async fn attempt(&self, resource: &str, key: &LockKey) -> Result<Guard<M>> {
+        let s = &*self.options;
         if self.voters.background().is_closed() {
             return Err(Error::Closed);
         }
@@ -254,7 +211,9 @@ impl<M: Master> Lock<M> {
             Ok(Some(fence)) => fence,
             Ok(None) => {
                 undo.disarm();
-                return Ok(Attempt::Held);
+                return Err(Error::Held {
+                    resource: resource.to_owned(),
+                });
             }
             // Refused before it was sent: there is nothing to undo.
             Err(e @ Error::Overloaded { .. }) => {
@@ -273,51 +232,23 @@ impl<M: Master> Lock<M> {
         };
         undo.disarm();
         let lease = LeaseWriter::new(resource.to_owned(), fence, start + left);
-        Ok(Attempt::Acquired(Guard::new(
+        Ok(Guard::new(
             self.voters.clone(),
             lease,
             key.clone(),
             token,
             s.drift_factor,
-        )))
+        ))
     }
 }
 
 /// Configures a [`Lock`]; see [`Lock::builder`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 #[must_use = "a builder does nothing until connect() or with_master()"]
 pub struct LockBuilder {
     url: Option<String>,
     client: Option<fred::clients::Client>,
-    ttl: Duration,
-    retry: Retry,
-    prefix: String,
-    meta: String,
-    timeout: Option<Duration>,
-    connect_timeout: Duration,
-    drift_factor: f64,
-    restart: RestartPolicy,
-    max_in_flight: usize,
-    tls: TlsOptions,
-}
-
-impl Default for LockBuilder {
-    fn default() -> Self {
-        LockBuilder {
-            url: None,
-            client: None,
-            ttl: DEFAULT_TTL,
-            retry: DEFAULT_RETRY,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            meta: String::new(),
-            timeout: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            drift_factor: DEFAULT_DRIFT_FACTOR,
-            restart: RestartPolicy::default(),
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            tls: TlsOptions::default(),
-        }
-    }
+    options: LockOptions,
 }
 
 impl LockBuilder {
@@ -334,95 +265,7 @@ impl LockBuilder {
         self
     }
 
-    /// How long a lock lives on the master unless extended (default 10 s).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How [`Lock::acquire`] waits for a held lock (default [`DEFAULT_RETRY`]).
-    pub fn retry(mut self, retry: Retry) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// The prefix of every key (default `redlock:`); no `{` or `}`.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Text stored with the token, shown by [`Lock::inspect`] (for example `host:pid`).
-    pub fn meta(mut self, meta: impl Into<String>) -> Self {
-        self.meta = meta.into();
-        self
-    }
-
-    /// The timeout of each request to the master (default `ttl / 200`, between 5 ms and 1 s).
-    /// Must be smaller than the ttl less the drift.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// The bound on connecting (default 5 s), which fred's handshake follows too.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How fast a master's clock may run, as a fraction (default 0.01, the spec's).
-    pub fn drift_factor(mut self, factor: f64) -> Self {
-        self.drift_factor = factor;
-        self
-    }
-
-    /// Whether a master that may have lost locks in a restart grants nothing until the restart
-    /// delay has passed (default on); see [`voters`](crate::voters). Off, a master that
-    /// restarted empty grants a lock that another client still believes it holds.
-    pub fn restart_guard(mut self, on: bool) -> Self {
-        self.restart.enabled = on;
-        self
-    }
-
-    /// Whether a master that persists every write (AOF with `appendfsync always`) grants locks
-    /// at once after a restart (default off). Only right when the master always ran that way
-    /// and never fails over to a replica: the persistence of the process that came back says
-    /// nothing about the one that crashed. Needs `CONFIG GET` rights.
-    pub fn trust_persistence(mut self, on: bool) -> Self {
-        self.restart.trust_persistence = on;
-        self
-    }
-
-    /// The least restart delay (default: the largest ttl any client of the master is known to
-    /// use, at least 2 s). Set it to the largest ttl of the fleet when clients with different
-    /// ttls share a single master: a master that lost its data lost what it knew of them.
-    pub fn restart_delay(mut self, delay: Duration) -> Self {
-        self.restart.delay = Some(delay);
-        self
-    }
-
-    /// How many requests may wait for an answer from the master at once (default
-    /// [`DEFAULT_MAX_IN_FLIGHT`]); beyond it a request fails at once with
-    /// [`Error::Overloaded`].
-    pub fn max_in_flight(mut self, max: usize) -> Self {
-        self.max_in_flight = max;
-        self
-    }
-
-    /// For a `rediss://` master: the PEM file of the certificates to trust instead of the
-    /// system's roots.
-    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.tls.ca_file = Some(path.into());
-        self
-    }
-
-    /// For a `rediss://` master that asks for a client certificate (mutual TLS): the PEM
-    /// certificate chain and private key to present.
-    pub fn tls_client_auth(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        self.tls.client_auth = Some((cert.into(), key.into()));
-        self
-    }
+    crate::lock_option_setters!();
 
     /// Checks the settings and connects to the master.
     ///
@@ -434,13 +277,8 @@ impl LockBuilder {
     ///
     /// Cancel-safe: dropping it drops the half-made connection.
     pub async fn connect(mut self) -> Result<Lock<Node>> {
-        let timeout = self.check()?;
-        let options = NodeOptions {
-            timeout,
-            connect_timeout: self.connect_timeout,
-            max_in_flight: self.max_in_flight,
-            tls: self.tls.clone(),
-        };
+        let timeout = self.options.check()?;
+        let options = self.options.node_options(timeout);
         let node = match (self.url.take(), self.client.take()) {
             (Some(url), None) => Node::build(&url, options)?,
             (None, Some(client)) => Node::from_config(
@@ -458,7 +296,7 @@ impl LockBuilder {
                 ));
             }
         };
-        node.wait_ready(self.connect_timeout).await?;
+        node.wait_ready(self.options.connect_timeout).await?;
         self.finish(node, timeout)
     }
 
@@ -466,7 +304,7 @@ impl LockBuilder {
     /// (such as the testkit's in-memory model). Its own timeout applies; `url` and `client` must
     /// not be set.
     pub fn with_master<M: Master>(self, master: M) -> Result<Lock<M>> {
-        let timeout = self.check()?;
+        let timeout = self.options.check()?;
         if self.url.is_some() || self.client.is_some() {
             return Err(Error::Config(
                 "with_master() takes the master itself: do not set url() or client()".into(),
@@ -475,42 +313,10 @@ impl LockBuilder {
         self.finish(master, timeout)
     }
 
-    /// Validates the settings; returns the per-request timeout.
-    fn check(&self) -> Result<Duration> {
-        let timeout = crate::validity::check(self.ttl, self.timeout, self.drift_factor)
-            .map_err(Error::Config)?;
-        if self.connect_timeout.is_zero() {
-            return Err(Error::Config("connect timeout must be above zero".into()));
-        }
-        if self.max_in_flight == 0 {
-            return Err(Error::Config(
-                "max_in_flight must be at least 1: no request could be sent".into(),
-            ));
-        }
-        check_prefix(&self.prefix).map_err(Error::Config)?;
-        self.retry.validate()?;
-        Ok(timeout)
-    }
-
     fn finish<M: Master>(self, master: M, timeout: Duration) -> Result<Lock<M>> {
-        let keys = RestartKeys::new(&self.prefix)?;
-        let voters = Voters::new(
-            vec![master],
-            keys,
-            self.restart,
-            self.ttl,
-            timeout,
-            Background::default(),
-        );
         Ok(Lock {
-            voters: Arc::new(voters),
-            settings: Arc::new(Settings {
-                ttl: self.ttl,
-                retry: self.retry,
-                prefix: self.prefix,
-                meta: self.meta,
-                drift_factor: self.drift_factor,
-            }),
+            voters: self.options.voters(vec![master], timeout)?,
+            options: Arc::new(self.options),
         })
     }
 }

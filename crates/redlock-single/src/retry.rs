@@ -1,6 +1,9 @@
 //! Retry policies: when to try again after an attempt found the lock held, and when to stop.
-//! Pure arithmetic, no I/O: the lock asks a [`Schedule`] for the next delay.
+//! A [`Schedule`] is pure arithmetic; [`Retry::run`] is the one acquire loop of every lock
+//! type, sleeping the schedule's delays between attempts.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
@@ -80,11 +83,6 @@ impl Retry {
         self
     }
 
-    /// The deadline, if one is set.
-    pub fn get_deadline(&self) -> Option<Duration> {
-        self.deadline
-    }
-
     /// Checks that the policy can work: non-zero delays, `min <= max`, at least one attempt.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: &str| Err(Error::Config(format!("retry policy: {msg}")));
@@ -102,6 +100,46 @@ impl Retry {
             return bad("at least one attempt is needed");
         }
         Ok(())
+    }
+
+    /// Runs `attempt` (given the attempt's number, from 1) until it succeeds, fails for good
+    /// (`transient` says the failure is not worth another attempt), or the policy gives up,
+    /// sleeping the jittered delays in between; returns the last failure when the policy gives
+    /// up. The acquire loop of every lock type.
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel-safe as `attempt`: dropping it drops the attempt in flight or the sleep.
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        transient: impl Fn(&E) -> bool,
+        mut attempt: F,
+    ) -> std::result::Result<T, E>
+    where
+        E: Display,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let start = tokio::time::Instant::now();
+        let mut schedule = self.schedule();
+        let mut made = 0u32;
+        loop {
+            made = made.saturating_add(1);
+            let failure = match attempt(made).await {
+                Ok(t) => return Ok(t),
+                Err(e) if transient(&e) => e,
+                Err(e) => return Err(e),
+            };
+            // Bound first: the generator must not live across the sleep (it is not `Send`).
+            let delay = schedule.next_delay(start.elapsed(), &mut rand::rng());
+            match delay {
+                Some(delay) => {
+                    tracing::trace!(attempt = made, ?delay, error = %failure, "retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(failure),
+            }
+        }
     }
 
     /// A fresh schedule for one call of `acquire`.

@@ -86,7 +86,9 @@ async fn ask<M: Master>(
     }
     Progress::mark(&progress.sent, i, true);
     let sent = timed.then(Instant::now);
-    let reply = conn.acquire(&lock.0, &lock.1, s.ttl, &s.meta).await;
+    let reply = conn
+        .acquire(&lock.0, &lock.1, s.options.ttl, &s.options.meta)
+        .await;
     if let Some(sent) = sent {
         tracing::debug!(master = s.voters.master(i).addr(), latency = ?sent.elapsed(),
             answer = ?reply, "acquire");
@@ -226,8 +228,12 @@ pub(crate) async fn attempt<M: Master>(
     }
 
     let elapsed = start.elapsed();
-    let left = validity(s.ttl, elapsed, drift(s.ttl, s.drift_factor))
-        .filter(|left| *left >= s.min_validity);
+    let left = validity(
+        s.options.ttl,
+        elapsed,
+        drift(s.options.ttl, s.options.drift_factor),
+    )
+    .filter(|left| *left >= s.min_validity);
     let Some(left) = left else {
         tracing::debug!(?elapsed, "granted too late to rely on; releasing");
         return Err(Error::TooSlow {

@@ -2,77 +2,30 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use redlock_single::background::Background;
-use redlock_single::validity::{DEFAULT_DRIFT_FACTOR, drift};
-use redlock_single::voters::{RestartPolicy, Voters};
-use redlock_single::{
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_PREFIX, Master, Node, NodeOptions, RestartKeys, Retry,
-    TlsOptions, check_prefix,
-};
+use redlock_single::validity::drift;
+use redlock_single::{LockOptions, Master, Node};
 
 use crate::error::{Cause, Error, Failures, MasterFailure, Result};
 use crate::redlock::Redlock;
 use crate::shared::Shared;
 use crate::tally::{Tally, Verdict, quorum};
 
-/// The default ttl of a lock.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
-
-/// The default retry policy of [`Redlock::acquire`]: exponential backoff from 10 ms to 500 ms,
-/// giving up after 10 s.
-pub const DEFAULT_RETRY: Retry = redlock_single::DEFAULT_RETRY;
-
 /// The most masters one lock may have.
 pub const MAX_MASTERS: usize = 64;
 
-/// The default bound on connecting to the masters.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Configures a [`Redlock`]; see [`Redlock::builder`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 #[must_use = "a builder does nothing until connect() or with_masters()"]
 pub struct RedlockBuilder {
     urls: Vec<String>,
-    ttl: Duration,
-    retry: Retry,
-    prefix: String,
-    meta: String,
-    timeout: Option<Duration>,
-    connect_timeout: Duration,
-    drift_factor: f64,
-    restart: RestartPolicy,
+    options: LockOptions,
     max_extensions: Option<u32>,
     max_hold: Option<Duration>,
     min_validity: Duration,
-    max_in_flight: usize,
-    tls: TlsOptions,
-}
-
-impl Default for RedlockBuilder {
-    fn default() -> Self {
-        RedlockBuilder {
-            urls: Vec::new(),
-            ttl: DEFAULT_TTL,
-            retry: DEFAULT_RETRY,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            meta: String::new(),
-            timeout: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            drift_factor: DEFAULT_DRIFT_FACTOR,
-            restart: RestartPolicy::default(),
-            max_extensions: None,
-            max_hold: None,
-            min_validity: Duration::ZERO,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            tls: TlsOptions::default(),
-        }
-    }
 }
 
 impl RedlockBuilder {
@@ -88,75 +41,7 @@ impl RedlockBuilder {
         self
     }
 
-    /// How long a lock lives on the masters unless extended (default 10 s).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How [`Redlock::acquire`] waits for a held lock (default [`DEFAULT_RETRY`]).
-    pub fn retry(mut self, retry: Retry) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// The prefix of every key (default `redlock:`); no `{` or `}`.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Text stored with the token on every master (for example `host:pid`).
-    pub fn meta(mut self, meta: impl Into<String>) -> Self {
-        self.meta = meta.into();
-        self
-    }
-
-    /// The timeout of each request to one master (default `ttl / 200`, between 5 ms and 1 s:
-    /// 50 ms for a 10 s ttl). Small against the ttl, so that a slow master does not eat the
-    /// validity.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// The bound on connecting (default 5 s): `connect` returns as soon as a quorum is
-    /// connected, and fred's handshake with each master follows this bound too.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How fast a master's clock may run, as a fraction (default 0.01, the spec's).
-    pub fn drift_factor(mut self, factor: f64) -> Self {
-        self.drift_factor = factor;
-        self
-    }
-
-    /// Whether a master that may have lost locks in a restart is kept from voting until the
-    /// restart delay has passed (default on; see `docs/operations.md`). Switching it off is safe
-    /// only when operators delay every restart by the largest ttl in use: otherwise a master
-    /// that restarts empty can grant a lock that another client still holds.
-    pub fn restart_guard(mut self, on: bool) -> Self {
-        self.restart.enabled = on;
-        self
-    }
-
-    /// Whether a master that persists every write (AOF with `appendfsync always`) votes at once
-    /// after a restart (default off). Right only when every master always ran that way and none
-    /// ever fails over to a replica: the persistence of the process that came back says nothing
-    /// about the one that crashed. Needs `CONFIG GET` rights on the masters.
-    pub fn trust_persistence(mut self, on: bool) -> Self {
-        self.restart.trust_persistence = on;
-        self
-    }
-
-    /// The least restart delay for the fleet (default: the largest ttl any client of these
-    /// masters is known to use, at least 2 s; see `docs/operations.md`).
-    pub fn restart_delay(mut self, delay: Duration) -> Self {
-        self.restart.delay = Some(delay);
-        self
-    }
+    redlock_single::lock_option_setters!();
 
     /// Caps how many times one lock may be extended (default: no cap). Past it, `extend` fails
     /// with [`Error::Limit`] and `with_lock` lets the lock run out.
@@ -182,28 +67,6 @@ impl RedlockBuilder {
         self
     }
 
-    /// How many requests may wait for an answer from one master at once (default
-    /// [`DEFAULT_MAX_IN_FLIGHT`]); beyond it a request fails at once and that master does not
-    /// count for the attempt.
-    pub fn max_in_flight(mut self, max: usize) -> Self {
-        self.max_in_flight = max;
-        self
-    }
-
-    /// For `rediss://` masters: the PEM file of the certificates to trust instead of the
-    /// system's roots.
-    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.tls.ca_file = Some(path.into());
-        self
-    }
-
-    /// For `rediss://` masters that ask for a client certificate (mutual TLS): the PEM
-    /// certificate chain and private key to present.
-    pub fn tls_client_auth(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        self.tls.client_auth = Some((cert.into(), key.into()));
-        self
-    }
-
     /// Checks the settings and connects to every master in parallel; returns as soon as a
     /// quorum is connected. The others go on connecting in the background, with backoff, for as
     /// long as the locks live, and so does any master whose connection breaks later.
@@ -223,7 +86,7 @@ impl RedlockBuilder {
         let mut failures = Vec::new();
         let mut ready: FuturesUnordered<_> = nodes
             .iter()
-            .map(|node| async move { (node, node.wait_ready(self.connect_timeout).await) })
+            .map(|node| async move { (node, node.wait_ready(self.options.connect_timeout).await) })
             .collect();
         while tally.verdict() == Verdict::Pending {
             let Some((node, r)) = ready.next().await else {
@@ -273,12 +136,7 @@ impl RedlockBuilder {
     /// The settings checked and a node made for each URL, connecting in the background.
     async fn nodes_checked(&self) -> Result<(Vec<Node>, Duration)> {
         let timeout = self.check(self.urls.len())?;
-        let options = NodeOptions {
-            timeout,
-            connect_timeout: self.connect_timeout,
-            max_in_flight: self.max_in_flight,
-            tls: self.tls.clone(),
-        };
+        let options = self.options.node_options(timeout);
         let mut seen = HashSet::new();
         let mut nodes = Vec::with_capacity(self.urls.len());
         for url in &self.urls {
@@ -291,7 +149,7 @@ impl RedlockBuilder {
             }
             nodes.push(node);
         }
-        same_addresses(&nodes, self.connect_timeout).await?;
+        same_addresses(&nodes, self.options.connect_timeout).await?;
         Ok((nodes, timeout))
     }
 
@@ -327,46 +185,25 @@ impl RedlockBuilder {
                 "{n} masters: at most {MAX_MASTERS} (a quorum of independent masters is 3 to 7)"
             ));
         }
-        let timeout = redlock_single::validity::check(self.ttl, self.timeout, self.drift_factor)
-            .map_err(Error::Config)?;
-        if self.connect_timeout.is_zero() {
-            return bad("connect timeout must be above zero".into());
-        }
+        let timeout = self.options.check()?;
         if self.max_hold.is_some_and(|h| h.is_zero()) {
             return bad("max_hold must be above zero".into());
         }
-        if self.max_in_flight == 0 {
-            return bad("max_in_flight must be at least 1: no request could be sent".into());
-        }
-        let most = self.ttl.saturating_sub(drift(self.ttl, self.drift_factor));
+        let o = &self.options;
+        let most = o.ttl.saturating_sub(drift(o.ttl, o.drift_factor));
         if self.min_validity >= most {
             return bad(format!(
                 "min_validity {:?} must be below ttl − drift ({most:?}): no acquisition could leave that much",
                 self.min_validity
             ));
         }
-        check_prefix(&self.prefix).map_err(Error::Config)?;
-        self.retry.validate()?;
         Ok(timeout)
     }
 
     fn finish<M: Master>(self, masters: Vec<M>, timeout: Duration) -> Result<Redlock<M>> {
-        let keys = RestartKeys::new(&self.prefix)?;
-        let voters = Voters::new(
-            masters,
-            keys,
-            self.restart,
-            self.ttl,
-            timeout,
-            Background::default(),
-        );
         Ok(Redlock::from_shared(Shared {
-            voters: Arc::new(voters),
-            ttl: self.ttl,
-            retry: self.retry,
-            prefix: self.prefix,
-            meta: self.meta,
-            drift_factor: self.drift_factor,
+            voters: self.options.voters(masters, timeout)?,
+            options: self.options,
             max_extensions: self.max_extensions,
             max_hold: self.max_hold,
             min_validity: self.min_validity,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use redlock_single::lease::{Extension, Lease, LeaseWriter, run_extended};
-use redlock_single::validity::{drift, validity};
+use redlock_single::validity::drift;
 use redlock_single::{Connection, LockKey, Master, Node, Token};
 use tokio::time::Instant;
 
@@ -63,39 +63,6 @@ impl<M: Master> Guard<M> {
             extensions: AtomicU32::new(0),
             armed: true,
         }
-    }
-
-    /// The resource this lock is for.
-    pub fn resource(&self) -> &str {
-        self.lease.lease().resource()
-    }
-
-    /// The fencing token: strictly greater than the token of every earlier acquisition of the
-    /// same resource, across all masters. Pass it to the storage you protect.
-    pub fn fence(&self) -> u64 {
-        self.lease.lease().fence()
-    }
-
-    /// How long the lock can still be relied on (zero once lost or released): a local estimate
-    /// that already allows for the time the quorum took to answer and for clock drift.
-    pub fn validity(&self) -> Duration {
-        self.lease.lease().validity()
-    }
-
-    /// Whether the lock is lost, released or past its validity.
-    pub fn is_lost(&self) -> bool {
-        self.lease.lease().is_lost()
-    }
-
-    /// Resolves when the lock can no longer be guaranteed: an extension was refused by a
-    /// quorum or came too late, the validity ran out without a successful extension, or the
-    /// lock was released.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe: it only watches.
-    pub async fn lost(&self) {
-        self.lease.lease().lost().await;
     }
 
     /// A read-only view of this lock (fence, validity, lost signal) for other tasks.
@@ -188,14 +155,13 @@ impl<M: Master> Guard<M> {
             return Err(self.limit_error("the cap on the total hold time"));
         }
         s.voters.use_ttl(ttl).await;
-        let drift = drift(ttl, s.drift_factor);
-        let start = Instant::now();
-        let Some(most) = validity(ttl, Duration::ZERO, drift) else {
+        let Some(extension) = self
+            .lease
+            .begin_extension(ttl, drift(ttl, s.options.drift_factor))
+        else {
             // Not even instant replies would leave any validity: nothing is sent.
-            self.lease.mark_lost();
             return Err(self.lost_error());
         };
-        let renewal = self.lease.begin(start + most);
         let round =
             self.round(move |conn, key, token| async move { conn.extend(&key, &token, ttl).await });
         // A quorum must answer within what is left of the validity, or the lock is gone anyway.
@@ -219,12 +185,10 @@ impl<M: Master> Guard<M> {
             }
         }
         self.extensions.fetch_add(1, Ordering::Relaxed);
-        match validity(ttl, start.elapsed(), drift) {
-            Some(left) if self.lease.finish(renewal, start + left) => Ok(()),
-            _ => {
-                self.lease.mark_lost();
-                Err(self.lost_error())
-            }
+        if self.lease.finish_extension(extension) {
+            Ok(())
+        } else {
+            Err(self.lost_error())
         }
     }
 
@@ -353,6 +317,17 @@ impl<M: Master> Guard<M> {
             resource: self.resource().to_owned(),
             limit,
         }
+    }
+}
+
+/// A guard reads like its [`Lease`]: [`resource`](Lease::resource),
+/// [`fence`](Lease::fence), [`validity`](Lease::validity), [`is_lost`](Lease::is_lost) and
+/// [`lost`](Lease::lost).
+impl<M: Master> std::ops::Deref for Guard<M> {
+    type Target = Lease;
+
+    fn deref(&self) -> &Lease {
+        self.lease.lease()
     }
 }
 

@@ -27,11 +27,12 @@ mod round;
 mod shared;
 pub mod tally;
 
-pub use crate::builder::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, MAX_MASTERS, RedlockBuilder,
-};
+pub use crate::builder::{MAX_MASTERS, RedlockBuilder};
 pub use crate::redlock::Redlock;
 pub use error::{Cause, Error, Failures, MasterFailure, Result};
 pub use guard::Guard;
 pub use redlock_single::restart::{MIN_RESTART_DELAY, RECHECK_AFTER};
-pub use redlock_single::{Connection, Health, Inspection, Lease, Master, Node, Retry};
+pub use redlock_single::{
+    Connection, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, Health, Inspection, Lease,
+    LockOptions, Master, Node, Retry,
+};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redlock_single::{Connection, Inspection, Lease, LockKey, Master, Node};
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::builder::RedlockBuilder;
@@ -80,7 +79,7 @@ impl<M: Master> Redlock<M> {
 
     /// The ttl of every lock taken here.
     pub fn ttl(&self) -> Duration {
-        self.shared.ttl
+        self.shared.options.ttl
     }
 
     /// The restart delay this client applies to masters that may have lost locks in a restart
@@ -144,22 +143,12 @@ impl<M: Master> Redlock<M> {
     /// background.
     pub async fn acquire(&self, resource: &str) -> Result<Guard<M>> {
         let key = self.shared.key(resource)?;
-        let start = Instant::now();
-        let mut schedule = self.shared.retry.schedule();
-        let mut attempt = 0u32;
-        loop {
-            attempt = attempt.saturating_add(1);
-            let failure = match self.attempt(resource, &key, attempt).await {
-                Ok(guard) => return Ok(guard),
-                Err(e) if e.is_transient() => e,
-                Err(e) => return Err(e),
-            };
-            let delay = schedule.next_delay(start.elapsed(), &mut rand::rng());
-            match delay {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => return Err(failure),
-            }
-        }
+        let key = &key;
+        self.shared
+            .options
+            .retry
+            .run(Error::is_transient, |n| self.attempt(resource, key, n))
+            .await
     }
 
     /// Takes the lock (waiting per the retry policy), runs `work` while keeping the lock
@@ -189,7 +178,7 @@ impl<M: Master> Redlock<M> {
     {
         let guard = self.acquire(resource).await?;
         let work = work(guard.lease());
-        match guard.keep_extended(work, self.shared.ttl).await {
+        match guard.keep_extended(work, self.shared.options.ttl).await {
             Some(out) => {
                 if let Err(e) = guard.release().await {
                     tracing::warn!(resource, error = %e, "release after with_lock failed");

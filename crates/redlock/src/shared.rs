@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redlock_single::background::Background;
 use redlock_single::voters::Voters;
-use redlock_single::{LockKey, Master, Retry};
+use redlock_single::{LockKey, LockOptions, Master};
 
 use crate::error::{Cause, MasterFailure, Result};
 use crate::tally::quorum;
@@ -15,11 +15,7 @@ use crate::tally::quorum;
 #[derive(Debug)]
 pub(crate) struct Shared<M> {
     pub(crate) voters: Arc<Voters<M>>,
-    pub(crate) ttl: Duration,
-    pub(crate) retry: Retry,
-    pub(crate) prefix: String,
-    pub(crate) meta: String,
-    pub(crate) drift_factor: f64,
+    pub(crate) options: LockOptions,
     pub(crate) max_extensions: Option<u32>,
     pub(crate) max_hold: Option<Duration>,
     /// The least validity an acquisition must leave to count.
@@ -41,7 +37,7 @@ impl<M: Master> Shared<M> {
     }
 
     pub(crate) fn key(&self, resource: &str) -> Result<LockKey> {
-        Ok(LockKey::new(&self.prefix, resource)?)
+        Ok(LockKey::new(&self.options.prefix, resource)?)
     }
 
     /// Master `i` did not count, for `cause`.
