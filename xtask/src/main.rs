@@ -9,6 +9,7 @@
 //! - `cost [CYCLES]`: instructions per acquire + release, ours against raw fred, counted by
 //!   callgrind on the client and on one master: figures that the machine's noise does not move.
 //! - `redis N`: N local masters for manual work, until Ctrl-C.
+//! - `tidy`: the house rules over the repository's files (`tidy.rs`).
 //! - `chaos [--masters 5] [--clients 8] [--duration 60s] [--seed S] [--faults LIST] [--mode
 //!   lib|cli] [--broken …]`: the fault campaign on real masters (`chaos/`), release build; its
 //!   table on stdout, its history and timeline under `target/chaos/`.
@@ -19,22 +20,59 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod cost;
+mod tidy;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
-const USAGE: &str =
-    "usage: cargo xtask <ci | demo | bench | cost [CYCLES] | redis [N] | chaos [OPTIONS]>";
+/// The tasks, with what each does: what `cargo xtask` alone prints.
+const TASKS: &[(&str, &str)] = &[
+    (
+        "ci",
+        "the whole test suite: tidy, fmt, clippy, tests on real servers, docs, a short fault campaign",
+    ),
+    ("demo", "local masters and workers contending for one lock"),
+    (
+        "bench",
+        "the criterion benches, then one table of ratios against raw fred",
+    ),
+    (
+        "cost [CYCLES]",
+        "instructions per acquire + release against raw fred (callgrind)",
+    ),
+    ("redis [N]", "N local masters for manual work, until Ctrl-C"),
+    (
+        "chaos [OPTIONS]",
+        "the fault campaign on real masters (docs/chaos.md)",
+    ),
+    (
+        "tidy",
+        "the house rules: module docs, nothing hidden, no outside files, no figures in comments",
+    ),
+];
+
+fn tasks() -> String {
+    let mut text = String::from("usage: cargo xtask TASK\n\ntasks:\n");
+    for (name, what) in TASKS {
+        text.push_str(&format!("  {name:<17} {what}\n"));
+    }
+    text
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{}", tasks());
+            Ok(())
+        }
         Some("ci") => ci(),
         Some("demo") => demo(),
         Some("bench") => bench::run(&args[1..]),
         Some("cost") => cost::run(args.get(1).map(String::as_str)),
         Some("redis") => redis(args.get(1).map(String::as_str)),
         Some("chaos") => chaos(&args[1..]),
-        _ => Err(USAGE.to_owned()),
+        Some("tidy") => tidy(),
+        Some(other) => Err(format!("no task {other:?}\n{}", tasks())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,6 +210,7 @@ fn chaos(args: &[String]) -> Result {
 }
 
 fn ci() -> Result {
+    tidy()?;
     ensure_redis()?;
     // The CLI tests run an interactive command under a pseudo-terminal made by script(1).
     ensure_installed("script", "bsdutils")?;
@@ -259,6 +298,20 @@ fn ci() -> Result {
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     eprintln!("xtask: ci passed");
     Ok(())
+}
+
+fn tidy() -> Result {
+    let breaches = tidy::check(&root());
+    if breaches.is_empty() {
+        eprintln!("xtask: tidy");
+        Ok(())
+    } else {
+        Err(format!(
+            "{} breaches of the house rules:\n{}",
+            breaches.len(),
+            breaches.join("\n")
+        ))
+    }
 }
 
 fn demo() -> Result {
