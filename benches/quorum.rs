@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use redlock::{Redlock, Retry};
 use redlock_benches::{Acquire, Pairs, QuorumBaseline, Side, save_figures};
 use redlock_single::Token;
-use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
+use redlock_testkit::RedisGroup;
 
 const TTL: Duration = Duration::from_secs(10);
 const TASKS: usize = 8;
@@ -46,16 +46,8 @@ async fn connect(urls: &[String], retry: Retry) -> Redlock {
 }
 
 fn uncontended(c: &mut Criterion) {
-    let group = RedisGroup::start_with(
-        5,
-        ServerOptions {
-            persistence: Persistence::AofAlways,
-            ..Default::default()
-        },
-    )
-    .expect("start masters");
-    // Fresh masters have granted nothing: let them vote at once (RedisServer::vouch).
-    group.vouch().expect("vouch");
+    // Fresh masters have granted nothing: they vote at once (RedisGroup::persistent vouches).
+    let group = RedisGroup::persistent(5).expect("start masters");
     let rt = runtime();
     // The last pair is a diagnostic: against a baseline that runs our own acquire script, it
     // shows what the library adds beyond the work the per-master protocol gives the masters.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use redlock::{Cause, Error, Redlock, Retry};
 use redlock_single::Node;
 use redlock_testkit::{Persistence, Proxy, RedisGroup, RedisServer, ServerOptions};
-use redlock_tests::{connection_id, masters_with, reconnected, up_for};
+use redlock_tests::{connection_id, masters_with, persistent_masters, reconnected, up_for};
 
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -120,13 +120,7 @@ fn fail_over(replica: &RedisServer, proxy: &Proxy) {
 
 #[tokio::test]
 async fn a_promoted_replica_that_persists_every_write_does_not_vote_at_once() {
-    let group = masters_with(
-        3,
-        ServerOptions {
-            persistence: Persistence::AofAlways,
-            ..Default::default()
-        },
-    );
+    let group = persistent_masters(3);
     let proxy = Proxy::start(group[0].port()).expect("proxy");
     let urls = vec![proxy.url(), group[1].url(), group[2].url()];
     let a = locks_on(urls.clone(), Duration::from_secs(10)).await;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use redlock::{Redlock, Retry};
 use redlock_benches::{Acquire, QuorumBaseline};
 use redlock_single::Token;
-use redlock_testkit::{Persistence, RedisGroup, ServerOptions};
+use redlock_testkit::RedisGroup;
 
 const TTL: Duration = Duration::from_secs(10);
 
@@ -31,15 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let n: usize = n.parse()?;
     let ops: u64 = ops.parse()?;
-    let mut group = RedisGroup::start_with(
-        n,
-        ServerOptions {
-            persistence: Persistence::AofAlways,
-            ..Default::default()
-        },
-    )?;
-    // Fresh masters have granted nothing: let them vote at once (RedisServer::vouch).
-    group.vouch()?;
+    // Fresh masters have granted nothing: they vote at once (RedisGroup::persistent vouches).
+    let mut group = RedisGroup::persistent(n)?;
     let urls = group.urls();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

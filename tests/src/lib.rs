@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use redlock_single::{Lock, LockBuilder, Retry};
-use redlock_testkit::{Persistence, RedisGroup, RedisServer, ServerOptions};
+use redlock_testkit::{RedisGroup, RedisServer, ServerOptions};
 
 // The README's example is compiled here, so that the front page cannot rot.
 #[cfg(doctest)]
@@ -30,20 +30,12 @@ pub fn server_with(options: ServerOptions) -> RedisServer {
 /// `n` fresh masters that persist every write (AOF, `appendfsync always`), vouched for so that
 /// they vote at once.
 pub fn persistent_masters(n: usize) -> RedisGroup {
-    masters_with(
-        n,
-        ServerOptions {
-            persistence: Persistence::AofAlways,
-            ..Default::default()
-        },
-    )
+    RedisGroup::persistent(n).expect("start masters")
 }
 
 /// `n` fresh masters started with `options`, vouched for so that they vote at once.
 pub fn masters_with(n: usize, options: ServerOptions) -> RedisGroup {
-    let group = RedisGroup::start_with(n, options).expect("start masters");
-    group.vouch().expect("vouch for the fresh masters");
-    group
+    RedisGroup::start_vouched(n, options).expect("start masters")
 }
 
 /// A builder for a lock on `server` with `ttl`, no retries and a per-request timeout of

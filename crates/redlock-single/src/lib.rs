@@ -15,13 +15,14 @@
 //!   `reply`: the replies' meaning (pure); `tls`: certificates for `rediss://`.
 //! - [`scripts`]: the Lua source of the per-master protocol.
 //! - [`voters`]: which masters may vote now (the restart guard's readings), for both lock
-//!   types; [`restart`]: its rules (pure).
+//!   types; `restart`: its rules (pure).
 //! - [`background`]: the owner of a lock's background work, and the drop guard of an attempt.
 //! - [`key`](LockKey): key names, random tokens and the stored value.
 //! - [`retry`](Retry): retry policies with jitter (pure), and [`Retry::run`], the acquire loop.
 //! - [`validity`]: validity and drift arithmetic (pure).
 //! - [`error`](Error): the error enum.
 #![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings), allow(dead_code))))]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod background;
@@ -38,7 +39,7 @@ mod master;
 mod node;
 mod options;
 mod reply;
-pub mod restart;
+mod restart;
 mod retry;
 pub mod scripts;
 mod tls;
@@ -57,6 +58,7 @@ pub use lock::{Lock, LockBuilder};
 pub use master::{Connection, Health, Inspection, Master};
 pub use node::{DEFAULT_MAX_IN_FLIGHT, Node, NodeOptions};
 pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, LockOptions};
+pub use restart::{MIN_RESTART_DELAY, RECHECK_AFTER};
 pub use retry::{Retry, Schedule};
 pub use tls::TlsOptions;
 

@@ -121,12 +121,13 @@ impl<M: Master> Lock<M> {
     ///
     /// ```no_run
     /// # async fn demo(lock: redlock_single::Lock) -> redlock_single::Result<()> {
-    /// let total = lock
+    /// let fence = lock
     ///     .with_lock("reports/daily", |lease| async move {
     ///         // write with lease.fence() so that the storage can refuse a stale writer
     ///         lease.fence()
     ///     })
     ///     .await?;
+    /// println!("the report was written under fence {fence}");
     /// # Ok(()) }
     /// ```
     ///

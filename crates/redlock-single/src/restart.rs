@@ -33,7 +33,7 @@ pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// What one reading of a master says about its vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Assessment {
+pub(crate) enum Assessment {
     /// It votes: its incarnation key holds its run id.
     Vote,
     /// It votes once its incarnation key holds its run id: write it first.
@@ -46,7 +46,7 @@ pub enum Assessment {
 
 /// What one client knows of one master's restarts, across its connections.
 #[derive(Debug, Clone, Default)]
-pub struct Standing {
+pub(crate) struct Standing {
     /// A run id whose data came from an earlier process, and when this client first saw it.
     change_seen: Option<(String, Instant)>,
     /// The earliest instant the master may vote, as far as this client has seen: only ever
@@ -56,7 +56,7 @@ pub struct Standing {
 
 impl Standing {
     /// Assesses a reading taken at `read_at`, with `delay` the restart delay known then.
-    pub fn assess(
+    pub(crate) fn assess(
         &mut self,
         health: &Health,
         read_at: Instant,

@@ -7,7 +7,7 @@
 //! vote belongs to the connection that carried it. The first attempt after a connection is
 //! made reads the master's health on it (one reading per connection at a time; concurrent
 //! attempts wait for the same one, and an attempt that reaches its verdict without that master
-//! does not wait at all), and applies the rules of [`restart`](crate::restart).
+//! does not wait at all), and applies the rules of the private `restart` module.
 //!
 //! **The restart delay covers every client of the masters.** Each master keeps the largest
 //! ttl that any client has used in its restart-delay key ([`RestartKeys`]): every reading

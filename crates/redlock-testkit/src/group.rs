@@ -3,7 +3,7 @@
 use std::io;
 use std::ops::{Index, IndexMut};
 
-use crate::server::{RedisServer, ServerOptions};
+use crate::server::{Persistence, RedisServer, ServerOptions};
 
 /// N independent `redis-server` processes, started together and killed on drop.
 #[derive(Debug)]
@@ -32,6 +32,26 @@ impl RedisGroup {
                 .collect::<io::Result<Vec<_>>>()
         })?;
         Ok(RedisGroup { servers })
+    }
+
+    /// Starts `n` servers with `options` and vouches for them ([`vouch`](Self::vouch)): fresh
+    /// masters that vote at once.
+    pub fn start_vouched(n: usize, options: ServerOptions) -> io::Result<RedisGroup> {
+        let group = RedisGroup::start_with(n, options)?;
+        group.vouch()?;
+        Ok(group)
+    }
+
+    /// `n` fresh masters that persist every write (AOF, `appendfsync always`), vouched for so
+    /// that they vote at once: the usual masters of a test or a benchmark.
+    pub fn persistent(n: usize) -> io::Result<RedisGroup> {
+        RedisGroup::start_vouched(
+            n,
+            ServerOptions {
+                persistence: Persistence::AofAlways,
+                ..Default::default()
+            },
+        )
     }
 
     /// [`RedisServer::vouch`] for every server: fresh servers vote at once.

@@ -28,6 +28,7 @@
 //! - `tls`: [`TlsFiles`], certificates made for one test server.
 //! - `sim`: [`SimServer`] and [`SimNode`], an in-memory model of a master for property tests.
 #![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings), allow(dead_code))))]
 
 mod clock;
 mod group;

@@ -165,6 +165,7 @@ impl<M: Master> Redlock<M> {
     /// let fence = locks
     ///     .with_lock("reports/daily", |lease| async move { lease.fence() })
     ///     .await?;
+    /// println!("the report was written under fence {fence}");
     /// # Ok(()) }
     /// ```
     ///

@@ -1,13 +1,13 @@
 //! Quorum counting and fence selection for one attempt. Pure: no I/O, no clocks.
 
 /// The quorum of `masters`: a strict majority, `N/2 + 1`.
-pub fn quorum(masters: usize) -> usize {
+pub(crate) fn quorum(masters: usize) -> usize {
     masters / 2 + 1
 }
 
 /// Where a round of requests to the masters stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Not decided: more answers are needed.
     Pending,
     /// A quorum said yes.
@@ -18,7 +18,7 @@ pub enum Verdict {
 
 /// The count of answers in one round (acquire, raise, extend or release).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
+pub(crate) struct Tally {
     masters: usize,
     quorum: usize,
     yes: usize,
@@ -28,12 +28,12 @@ pub struct Tally {
 
 impl Tally {
     /// A round over `masters` masters with the usual quorum.
-    pub fn new(masters: usize) -> Tally {
+    pub(crate) fn new(masters: usize) -> Tally {
         Tally::with_quorum(masters, quorum(masters))
     }
 
     /// A round that needs `quorum` yeses out of `masters`.
-    pub fn with_quorum(masters: usize, quorum: usize) -> Tally {
+    pub(crate) fn with_quorum(masters: usize, quorum: usize) -> Tally {
         Tally {
             masters,
             quorum,
@@ -44,29 +44,29 @@ impl Tally {
     }
 
     /// Counts a yes.
-    pub fn yes(&mut self) {
+    pub(crate) fn yes(&mut self) {
         self.yes += 1;
     }
 
     /// Counts a refusal (held by someone else, or our token is gone).
-    pub fn refused(&mut self) {
+    pub(crate) fn refused(&mut self) {
         self.refused += 1;
     }
 
     /// Counts a master that failed or may not vote.
-    pub fn failed(&mut self) {
+    pub(crate) fn failed(&mut self) {
         self.failed += 1;
     }
 
     /// How many masters have not answered.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.masters
             .saturating_sub(self.yes + self.refused + self.failed)
     }
 
     /// Decided as soon as the outcome is known, both ways: never waits for the slowest master
     /// when the answer is already clear, and never hangs on a split vote of an even N.
-    pub fn verdict(&self) -> Verdict {
+    pub(crate) fn verdict(&self) -> Verdict {
         if self.yes >= self.quorum {
             Verdict::Reached
         } else if self.yes + self.pending() < self.quorum {
@@ -78,29 +78,24 @@ impl Tally {
 
     /// Whether refusals alone rule out a quorum (the lock is held elsewhere, whatever the
     /// failed masters would have said).
-    pub fn refusals_decide(&self) -> bool {
+    pub(crate) fn refusals_decide(&self) -> bool {
         self.masters - self.refused < self.quorum
     }
 
     /// The yes count.
-    pub fn yeses(&self) -> usize {
+    pub(crate) fn yeses(&self) -> usize {
         self.yes
     }
 
     /// The refusal count.
-    pub fn refusals(&self) -> usize {
+    pub(crate) fn refusals(&self) -> usize {
         self.refused
-    }
-
-    /// The quorum this round needs.
-    pub fn quorum(&self) -> usize {
-        self.quorum
     }
 }
 
 /// How to settle the fencing token after a quorum said yes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FencePlan {
+pub(crate) struct FencePlan {
     /// The token: the largest counter any yes-master returned.
     pub fence: u64,
     /// How many yes-masters already hold a counter equal to it.
@@ -115,7 +110,7 @@ pub struct FencePlan {
 /// The token is the largest counter. A master that returned it holds `counter ≥ token` under
 /// our key. If fewer than `quorum` do, the others are raised to the token, and the acquisition
 /// stands only when a quorum holds `counter ≥ token` under our key (see `docs/safety.md`).
-pub fn plan_fence(yes: &[(usize, u64)], quorum: usize) -> FencePlan {
+pub(crate) fn plan_fence(yes: &[(usize, u64)], quorum: usize) -> FencePlan {
     let fence = yes.iter().map(|&(_, c)| c).max().unwrap_or(0);
     let at_fence = yes.iter().filter(|&&(_, c)| c == fence).count();
     let to_raise = if at_fence >= quorum {

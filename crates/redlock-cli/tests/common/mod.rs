@@ -5,7 +5,7 @@ use std::fs;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use redlock_testkit::{Persistence, RedisGroup, RedisServer, ServerOptions};
+use redlock_testkit::{RedisGroup, RedisServer};
 
 /// The binary under test: this build's, or another given in `REDLOCK_CLI_TEST_BIN` (to run
 /// these tests against an older build and see which of them it fails).
@@ -15,16 +15,7 @@ pub fn bin() -> String {
 
 /// `n` fresh masters that persist every write, vouched for so that they vote at once.
 pub fn masters_n(n: usize) -> RedisGroup {
-    let group = RedisGroup::start_with(
-        n,
-        ServerOptions {
-            persistence: Persistence::AofAlways,
-            ..Default::default()
-        },
-    )
-    .expect("start masters");
-    group.vouch().expect("vouch for the fresh masters");
-    group
+    RedisGroup::persistent(n).expect("start masters")
 }
 
 /// Three of them.
