@@ -620,3 +620,47 @@ async fn a_master_whose_health_cannot_be_read_is_not_waited_for_again_at_once() 
         .expect("free");
     guard.release().await.expect("release");
 }
+
+#[tokio::test]
+async fn status_shows_one_holder_on_a_quorum_and_names_a_master_that_did_not_answer() {
+    let group = persistent_masters(3);
+    let locks = locks(&group).await;
+    let guard = locks
+        .try_acquire("st")
+        .await
+        .expect("acquire")
+        .expect("free");
+    let status = locks.status("st").await.expect("status");
+    assert_eq!(
+        (status.answered(), status.held_on(), status.quorum),
+        (3, 3, 2)
+    );
+    assert!(status.held_by_quorum());
+    let (holder, on) = status.holder().expect("a holder");
+    assert_eq!(on, 3);
+    assert!(status.masters.iter().all(|m| {
+        m.seen
+            .as_ref()
+            .is_ok_and(|i| i.holder.as_ref() == Some(holder) && i.fence == guard.fence())
+    }));
+
+    // Our key deleted on two masters behind our back: one master still shows it.
+    for i in 0..2 {
+        group[i].cmd(&["DEL", guard.key().key()]).expect("DEL");
+    }
+    let status = locks.status("st").await.expect("status");
+    assert_eq!(status.held_on(), 1);
+    assert!(!status.held_by_quorum());
+    drop(guard);
+    locks.close().await;
+
+    let mut group = group;
+    group[2].pause().expect("pause");
+    let status = locks.status("st").await.expect("status");
+    assert_eq!(status.answered(), 2);
+    let silent = &status.masters[2];
+    assert_eq!(silent.addr, group[2].addr());
+    assert!(silent.seen.is_err(), "{:?}", silent.seen);
+    assert_eq!(status.held_on(), 0);
+    group[2].resume().expect("resume");
+}

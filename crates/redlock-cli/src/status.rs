@@ -15,16 +15,6 @@ use crate::exit::{self, Failure};
 /// How long the masters have to connect.
 const CONNECT: Duration = Duration::from_secs(3);
 
-/// One master's answer.
-struct Row {
-    addr: String,
-    error: Option<redlock_single::Error>,
-    holder: Option<String>,
-    token: Option<String>,
-    ttl_ms: Option<u128>,
-    fence: Option<u64>,
-}
-
 pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
     let key = &a.target.key;
     let locks = a
@@ -41,55 +31,30 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
             .wait_ready(end.saturating_duration_since(Instant::now()))
             .await;
     }
-    let seen = locks
-        .inspect(key)
+    let status = locks
+        .status(key)
         .await
         .map_err(|e| Failure::of(&e, exit::NOT_ACQUIRED))?;
     locks.close().await;
-    let rows: Vec<Row> = seen
-        .into_iter()
-        .map(|(addr, r)| match r {
-            Ok(i) => Row {
-                addr,
-                error: None,
-                holder: i.holder.as_ref().map(|h| h.meta.clone()),
-                token: i.holder.map(|h| h.token),
-                ttl_ms: i.ttl.map(|t| t.as_millis()),
-                fence: Some(i.fence),
-            },
-            Err(e) => Row {
-                addr,
-                error: Some(e),
-                holder: None,
-                token: None,
-                ttl_ms: None,
-                fence: None,
-            },
-        })
-        .collect();
-    // Held on k masters: the largest number of masters that show the same holder's token.
-    let mut tokens: Vec<&str> = rows.iter().filter_map(|r| r.token.as_deref()).collect();
-    tokens.sort_unstable();
-    let held_on = tokens
-        .chunk_by(|a, b| a == b)
-        .map(<[&str]>::len)
-        .max()
-        .unwrap_or(0);
-    let (n, q) = (rows.len(), locks.quorum());
-    let answered = rows.iter().filter(|r| r.error.is_none()).count();
+    let (n, q) = (status.masters.len(), status.quorum);
+    let (answered, held_on) = (status.answered(), status.held_on());
+    let errors = || status.masters.iter().filter_map(|m| m.seen.as_ref().err());
 
     if a.json {
-        let masters: Vec<_> = rows
+        let masters: Vec<_> = status
+            .masters
             .iter()
-            .map(|r| {
+            .map(|m| {
+                let seen = m.seen.as_ref().ok();
+                let holder = seen.and_then(|i| i.holder.as_ref());
                 json!({
-                    "addr": r.addr,
-                    "answered": r.error.is_none(),
-                    "error": r.error.as_ref().map(|e| e.reason().to_string()),
-                    "held": r.token.is_some(),
-                    "holder": r.holder,
-                    "ttl_ms": r.ttl_ms,
-                    "fence": r.fence,
+                    "addr": m.addr,
+                    "answered": seen.is_some(),
+                    "error": m.seen.as_ref().err().map(|e| e.reason().to_string()),
+                    "held": holder.is_some(),
+                    "holder": holder.map(|h| &h.meta),
+                    "ttl_ms": seen.and_then(|i| i.ttl).map(|t| t.as_millis()),
+                    "fence": seen.map(|i| i.fence),
                 })
             })
             .collect();
@@ -100,7 +65,7 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
             "held_on": held_on,
             "total": n,
             "quorum": q,
-            "held": held_on >= q,
+            "held": status.held_by_quorum(),
         });
         exit::print(&format!("{doc}\n"));
     } else {
@@ -110,29 +75,29 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
             "{:<24} {:<8} {:<28} {:>10} {:>8}",
             "master", "answer", "holder", "ttl left", "fence"
         );
-        for r in &rows {
-            let _ = match &r.error {
-                Some(e) => writeln!(text, "{:<24} {:<8} {}", r.addr, "error", e.reason()),
-                None => writeln!(
+        for m in &status.masters {
+            let _ = match &m.seen {
+                Err(e) => writeln!(text, "{:<24} {:<8} {}", m.addr, "error", e.reason()),
+                Ok(i) => writeln!(
                     text,
                     "{:<24} {:<8} {:<28} {:>10} {:>8}",
-                    r.addr,
+                    m.addr,
                     "ok",
-                    r.holder.as_deref().map_or("-", |h| if h.is_empty() {
+                    i.holder.as_ref().map_or("-", |h| if h.meta.is_empty() {
                         "(no metadata)"
                     } else {
-                        h
+                        &h.meta
                     }),
-                    r.ttl_ms
-                        .map_or_else(|| "-".to_owned(), |t| format!("{t} ms")),
-                    r.fence.unwrap_or(0),
+                    i.ttl
+                        .map_or_else(|| "-".to_owned(), |t| format!("{} ms", t.as_millis())),
+                    i.fence,
                 ),
             };
         }
         let _ = writeln!(
             text,
             "{key}: held on {held_on} of {n} masters ({}; quorum {q}), {answered} of {n} answered",
-            if held_on >= q {
+            if status.held_by_quorum() {
                 "held by a quorum"
             } else {
                 "no quorum holds it"
@@ -141,13 +106,13 @@ pub(crate) async fn run(a: StatusArgs) -> Result<ExitCode, Failure> {
         exit::print(&text);
     }
     if answered < q {
-        let code = exit::code_of_masters(rows.iter().filter_map(|r| r.error.as_ref()));
+        let code = exit::code_of_masters(errors());
         return Err(Failure::new(
             code,
             format!(
                 "only {answered} of {n} masters answered; a quorum is {q}: {}",
-                rows.iter()
-                    .filter_map(|r| r.error.as_ref().map(ToString::to_string))
+                errors()
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; ")
             ),

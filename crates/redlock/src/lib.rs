@@ -9,6 +9,7 @@
 //! - [`guard`](Guard): [`Guard`]: extend, release and the lost signal over N masters.
 //! - `round`: the start of every fan-out: each request sent before any answer is counted.
 //! - `shared`: what the locks of one `Redlock` share.
+//! - [`status`](Status): [`Status`], every master's view of one resource.
 //! - `tally`: quorum counting and fence selection (pure).
 //! - [`error`](Error): the error enum.
 //!
@@ -26,6 +27,7 @@ mod guard;
 mod redlock;
 mod round;
 mod shared;
+mod status;
 mod tally;
 
 pub use crate::builder::{MAX_MASTERS, RedlockBuilder};
@@ -37,3 +39,4 @@ pub use redlock_single::{
     LockOptions, Master, Node, Retry,
 };
 pub use redlock_single::{MIN_RESTART_DELAY, RECHECK_AFTER};
+pub use status::{MasterView, Status};

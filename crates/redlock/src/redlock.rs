@@ -12,6 +12,7 @@ use crate::builder::RedlockBuilder;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::shared::Shared;
+use crate::status::{MasterView, Status};
 
 /// Locks over a quorum of independent Redis masters.
 ///
@@ -215,6 +216,26 @@ impl<M: Master> Redlock<M> {
             }
         });
         Ok(futures::future::join_all(reads).await)
+    }
+
+    /// Every master's view of `resource` ([`inspect`](Redlock::inspect)) and whether a quorum
+    /// of them shows one holder: for diagnostics and `redlock status`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
+    pub async fn status(&self, resource: &str) -> Result<Status> {
+        let masters = self
+            .inspect(resource)
+            .await?
+            .into_iter()
+            .map(|(addr, seen)| MasterView { addr, seen })
+            .collect();
+        Ok(Status {
+            resource: resource.to_owned(),
+            masters,
+            quorum: self.quorum(),
+        })
     }
 
     /// Takes no new locks from now on (attempts fail with [`Error::Closed`]), and waits until
