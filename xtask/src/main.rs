@@ -271,7 +271,7 @@ fn ci() -> Result {
     // A short seeded fault campaign with every fault, through the library and through the
     // tool (the debug builds the tests made).
     let debug = campaign_binaries(false)?;
-    for (mode, duration, seed) in [("lib", "45s", "1"), ("cli", "20s", "2")] {
+    for (mode, duration, seed) in [("lib", "45s", "1"), ("cli", "30s", "2")] {
         run(Command::new(debug.join("redlock-chaos"))
             .current_dir(root())
             .args([

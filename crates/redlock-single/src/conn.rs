@@ -11,8 +11,8 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::task::Context;
 use std::time::Duration;
 
@@ -20,63 +20,13 @@ use fred::bytes_utils::Str;
 use fred::clients::{Client, WithOptions};
 use fred::interfaces::ClientLike;
 use fred::prelude::Options;
-use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
 use crate::error::{Blame, Error, Result};
 use crate::key::{LockKey, RestartKeys, Token};
 use crate::master::{Connection, Health, Inspection};
 use crate::reply::{self, Unexpected};
-use crate::scripts;
-
-/// One script, its hash as a ready argument and its source as one (cloning either only counts
-/// a reference).
-#[derive(Debug)]
-struct Loaded {
-    sha: Value,
-    lua: Value,
-}
-
-impl Loaded {
-    fn new(lua: &'static str) -> Loaded {
-        let script = Script::from_lua(lua);
-        Loaded {
-            sha: Value::from(script.sha1().clone()),
-            lua: Value::String(Str::from_static(lua)),
-        }
-    }
-}
-
-/// The scripts, hashed once per process.
-#[derive(Debug)]
-struct Scripts {
-    acquire: Loaded,
-    raise: Loaded,
-    extend: Loaded,
-    release: Loaded,
-    inspect: Loaded,
-    health: Loaded,
-    delay: Loaded,
-}
-
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    acquire: Loaded::new(acquire_script()),
-    raise: Loaded::new(scripts::RAISE),
-    extend: Loaded::new(scripts::EXTEND),
-    release: Loaded::new(scripts::RELEASE),
-    inspect: Loaded::new(scripts::INSPECT),
-    health: Loaded::new(scripts::HEALTH),
-    delay: Loaded::new(scripts::DELAY),
-});
-
-/// The acquire script: the hybrid counter's, unless the campaign broke it on purpose.
-fn acquire_script() -> &'static str {
-    #[cfg(feature = "broken")]
-    if crate::broken::plain_counter() {
-        return scripts::ACQUIRE_PLAIN_COUNTER;
-    }
-    scripts::ACQUIRE
-}
+use crate::scripts::{Loaded, SCRIPTS};
 
 /// One connection to a master, through one fred client that never reconnects: the protocol's
 /// scripts by EVALSHA, every request bounded by the per-request timeout and by how many may

@@ -1,4 +1,5 @@
-//! The Lua scripts of the per-master protocol. Each runs atomically on its master.
+//! The Lua scripts of the per-master protocol, and their hashes, computed once per process. Each
+//! runs atomically on its master.
 //!
 //! `KEYS[1]` is the lock key, `KEYS[2]` the fencing counter (for `health` and `delay`: the
 //! restart guard's incarnation and restart delay). A value under the lock key is the
@@ -8,6 +9,12 @@
 //! Redis does not roll a script back when a command in it fails, so a script that fails half
 //! way undoes its own writes before reporting (acquire deletes the key it set when the counter
 //! turns out not to be a counter).
+
+use std::sync::LazyLock;
+
+use fred::bytes_utils::Str;
+use fred::types::Value;
+use fred::types::scripts::Script;
 
 /// The check that opens the scripts that act only for the holder: returns 0 unless the lock
 /// key holds `ARGV[1]`. The plain comparison comes first: without metadata the value is the
@@ -127,3 +134,52 @@ return { i, d }
 
 /// delay(_, delay; delay_ms) → the restart delay in ms, after raising it to `delay_ms`.
 pub const DELAY: &str = concat!(raise_delay!(), "return d\n");
+
+/// One script, its hash as a ready argument and its source as one (cloning either only counts
+/// a reference).
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) sha: Value,
+    pub(crate) lua: Value,
+}
+
+impl Loaded {
+    fn new(lua: &'static str) -> Loaded {
+        let script = Script::from_lua(lua);
+        Loaded {
+            sha: Value::from(script.sha1().clone()),
+            lua: Value::String(Str::from_static(lua)),
+        }
+    }
+}
+
+/// The scripts, hashed once per process.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) acquire: Loaded,
+    pub(crate) raise: Loaded,
+    pub(crate) extend: Loaded,
+    pub(crate) release: Loaded,
+    pub(crate) inspect: Loaded,
+    pub(crate) health: Loaded,
+    pub(crate) delay: Loaded,
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    acquire: Loaded::new(acquire_script()),
+    raise: Loaded::new(RAISE),
+    extend: Loaded::new(EXTEND),
+    release: Loaded::new(RELEASE),
+    inspect: Loaded::new(INSPECT),
+    health: Loaded::new(HEALTH),
+    delay: Loaded::new(DELAY),
+});
+
+/// The acquire script: the hybrid counter's, unless the campaign broke it on purpose.
+fn acquire_script() -> &'static str {
+    #[cfg(feature = "broken")]
+    if crate::broken::plain_counter() {
+        return ACQUIRE_PLAIN_COUNTER;
+    }
+    ACQUIRE
+}

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::error::{Cause, Error, Failures};
 use crate::guard::Guard;
 use crate::shared::Shared;
-use crate::tally::{Tally, Verdict, plan_fence};
+use crate::tally::{Ballot, Tally, Verdict, Vote, plan_fence};
 
 /// The key and token of one attempt, shared by its requests.
 type Lock = Arc<(LockKey, Token)>;
@@ -147,49 +147,29 @@ pub(crate) async fn attempt<M: Master>(
     let timed = tracing::enabled!(tracing::Level::DEBUG);
     let asks = (0..n).map(|i| ask(s.clone(), lock.clone(), progress.clone(), i, timed));
     let mut round = crate::round::started(asks);
-    let mut tally = Tally::new(n);
-    let mut failures = Vec::new();
-    let mut yes: Vec<(usize, u64)> = Vec::with_capacity(n);
-    let mut conns: Vec<Option<M::Conn>> = (0..n).map(|_| None).collect();
-    let mut answered = 0u64;
-    let mut wrong_type = 0;
-    while tally.verdict() == Verdict::Pending {
+    let mut ballot = Ballot::new(n);
+    while ballot.verdict() == Verdict::Pending {
         let Some((i, answer)) = round.next().await else {
             break;
         };
-        answered |= bit(i);
-        match answer {
-            Answer::Yes(fence, conn) => {
-                tally.yes();
-                yes.push((i, fence));
-                conns[i] = Some(conn);
-            }
+        let vote = match answer {
+            Answer::Yes(fence, conn) => Vote::Yes(fence, conn),
             Answer::No => {
-                tally.refused();
                 Progress::mark(&progress.refused, i, true);
-                failures.push(s.failure(i, Cause::Refused));
+                Vote::No
             }
-            Answer::Failed(cause, _) => {
-                tally.failed();
-                if matches!(
-                    cause,
-                    Cause::Failed(redlock_single::Error::WrongType { .. })
-                ) {
-                    wrong_type += 1;
-                }
-                failures.push(s.failure(i, cause));
-            }
-            Answer::NotAsked => tally.failed(),
-        }
+            Answer::Failed(cause, _) => Vote::Failed(cause),
+            Answer::NotAsked => Vote::NotAsked,
+        };
+        ballot.record(i, vote);
     }
     progress.settled.store(true, Ordering::Release);
-    if tally.verdict() != Verdict::Reached {
+    if ballot.verdict() != Verdict::Reached {
         // Masters still out are not waited for: their answers are drained in the background,
         // and each is released unless its answer is a no. The others that may hold our key are
         // released by `undo`.
-        for i in (0..n).filter(|&i| answered & bit(i) == 0) {
+        for i in ballot.unanswered() {
             Progress::mark(&progress.drained, i, true);
-            failures.push(s.failure(i, Cause::NoAnswer));
         }
         if !round.is_empty() {
             let (shared, lock) = (s.clone(), lock.clone());
@@ -201,16 +181,19 @@ pub(crate) async fn attempt<M: Master>(
                 }
             });
         }
-        return Err(refusal(s, resource, &tally, wrong_type, failures));
+        return Err(refusal(s, resource, &ballot));
     }
     // On success, masters still out are not waited for; their requests run anyway, and the
     // guard's release, sent to every master, follows them.
     drop(round);
 
     // The fencing token: a raise round only when fewer than a quorum hold the largest.
-    let plan = plan_fence(&yes, q);
+    let plan = plan_fence(&ballot.yes(), q);
     if !plan.to_raise.is_empty() {
-        let raising = plan.to_raise.iter().filter_map(|&i| conns[i].clone());
+        let raising = plan
+            .to_raise
+            .iter()
+            .filter_map(|&i| ballot.conn(i).cloned());
         let raised = raise(&lock, plan.fence, raising, plan.at_fence, q).await;
         if raised < q {
             tracing::debug!(
@@ -222,7 +205,7 @@ pub(crate) async fn attempt<M: Master>(
                 resource: resource.to_owned(),
                 needed: q,
                 masters: n,
-                failures: Failures(failures),
+                failures: failures(s, &ballot, false),
             });
         }
     }
@@ -280,33 +263,39 @@ async fn raise<C: Connection>(
     tally.yeses()
 }
 
+/// The masters that did not count in `ballot` (with `unanswered`, those still out too), named.
+fn failures<M: Master>(s: &Shared<M>, ballot: &Ballot<M::Conn>, unanswered: bool) -> Failures {
+    Failures(
+        ballot
+            .failures(unanswered)
+            .into_iter()
+            .map(|(i, cause)| s.failure(i, cause))
+            .collect(),
+    )
+}
+
 /// The error of an attempt whose round did not reach a quorum: held when refusals alone
 /// decide it, final when keys of the wrong type do, otherwise no quorum.
-fn refusal<M: Master>(
-    s: &Shared<M>,
-    resource: &str,
-    tally: &Tally,
-    wrong_type: usize,
-    failures: Vec<crate::error::MasterFailure>,
-) -> Error {
+fn refusal<M: Master>(s: &Shared<M>, resource: &str, ballot: &Ballot<M::Conn>) -> Error {
     let n = s.n();
+    let tally = ballot.tally();
     if tally.refusals_decide() {
         Error::Held {
             resource: resource.to_owned(),
             refused: tally.refusals(),
             masters: n,
         }
-    } else if n - wrong_type < s.quorum() {
+    } else if n - ballot.wrong_type() < s.quorum() {
         Error::WrongType {
             resource: resource.to_owned(),
-            failures: Failures(failures),
+            failures: failures(s, ballot, true),
         }
     } else {
         Error::NoQuorum {
             resource: resource.to_owned(),
             needed: s.quorum(),
             masters: n,
-            failures: Failures(failures),
+            failures: failures(s, ballot, true),
         }
     }
 }

@@ -17,6 +17,17 @@ use crate::tally::{Tally, Verdict, quorum};
 /// The most masters one lock may have.
 pub const MAX_MASTERS: usize = 64;
 
+impl Redlock<Node> {
+    /// A builder with the defaults: ttl 10 s, [`DEFAULT_RETRY`](crate::DEFAULT_RETRY), prefix
+    /// `redlock:`, no metadata, per-master timeout `ttl / 200` (between 5 ms and 1 s), drift
+    /// factor 0.01, the restart guard on, at most
+    /// [`DEFAULT_MAX_IN_FLIGHT`](redlock_single::DEFAULT_MAX_IN_FLIGHT) requests in flight
+    /// per master.
+    pub fn builder() -> RedlockBuilder {
+        RedlockBuilder::default()
+    }
+}
+
 /// Configures a [`Redlock`]; see [`Redlock::builder`].
 #[derive(Debug, Default)]
 #[must_use = "a builder does nothing until connect() or with_masters()"]

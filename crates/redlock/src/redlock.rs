@@ -8,7 +8,6 @@ use std::time::Duration;
 use redlock_single::{Connection, Inspection, Lease, LockKey, Master, Node};
 use tracing::Instrument;
 
-use crate::builder::RedlockBuilder;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::shared::Shared;
@@ -47,17 +46,6 @@ impl<M: Master> Clone for Redlock<M> {
         Redlock {
             shared: self.shared.clone(),
         }
-    }
-}
-
-impl Redlock<Node> {
-    /// A builder with the defaults: ttl 10 s, [`DEFAULT_RETRY`](crate::DEFAULT_RETRY), prefix
-    /// `redlock:`, no metadata, per-master timeout `ttl / 200` (between 5 ms and 1 s), drift
-    /// factor 0.01, the restart guard on, at most
-    /// [`DEFAULT_MAX_IN_FLIGHT`](redlock_single::DEFAULT_MAX_IN_FLIGHT) requests in flight
-    /// per master.
-    pub fn builder() -> RedlockBuilder {
-        RedlockBuilder::default()
     }
 }
 

@@ -1,4 +1,7 @@
-//! Quorum counting and fence selection for one attempt. Pure: no I/O, no clocks.
+//! Quorum counting, the per-master record of an acquire round, and fence selection. Pure: no
+//! I/O, no clocks.
+
+use crate::error::Cause;
 
 /// The quorum of `masters`: a strict majority, `N/2 + 1`.
 pub(crate) fn quorum(masters: usize) -> usize {
@@ -90,6 +93,121 @@ impl Tally {
     /// The refusal count.
     pub(crate) fn refusals(&self) -> usize {
         self.refused
+    }
+}
+
+/// One master's part in an acquire round, as far as the attempt knows it.
+#[derive(Debug)]
+pub(crate) enum Vote<C> {
+    /// Not answered (yet).
+    Pending,
+    /// Granted, with its counter, over this connection.
+    Yes(u64, C),
+    /// Held by someone else.
+    No,
+    /// It does not count, for this cause.
+    Failed(Cause),
+    /// The round was settled before it was asked.
+    NotAsked,
+}
+
+/// The record of one acquire round: each master's vote, the order the answers came in, and
+/// their tally. What the attempt knows of every master, in one place.
+#[derive(Debug)]
+pub(crate) struct Ballot<C> {
+    votes: Vec<Vote<C>>,
+    /// The masters in the order they answered.
+    order: Vec<usize>,
+    tally: Tally,
+}
+
+impl<C> Ballot<C> {
+    /// A round over `masters` masters with the usual quorum, nobody answered yet.
+    pub(crate) fn new(masters: usize) -> Ballot<C> {
+        Ballot {
+            votes: (0..masters).map(|_| Vote::Pending).collect(),
+            order: Vec::with_capacity(masters),
+            tally: Tally::new(masters),
+        }
+    }
+
+    /// Records master `i`'s answer (once; a second answer of the same master is ignored, as is
+    /// a `Pending`).
+    pub(crate) fn record(&mut self, i: usize, vote: Vote<C>) {
+        if !matches!(self.votes[i], Vote::Pending) {
+            return;
+        }
+        match &vote {
+            Vote::Pending => return,
+            Vote::Yes(..) => self.tally.yes(),
+            Vote::No => self.tally.refused(),
+            Vote::Failed(_) | Vote::NotAsked => self.tally.failed(),
+        }
+        self.votes[i] = vote;
+        self.order.push(i);
+    }
+
+    /// Where the round stands.
+    pub(crate) fn verdict(&self) -> Verdict {
+        self.tally.verdict()
+    }
+
+    /// The count of the answers.
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// The masters that have not answered, in order.
+    pub(crate) fn unanswered(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.votes.len()).filter(|&i| matches!(self.votes[i], Vote::Pending))
+    }
+
+    /// The masters that said yes, with their counters, in the order they answered.
+    pub(crate) fn yes(&self) -> Vec<(usize, u64)> {
+        self.order
+            .iter()
+            .filter_map(|&i| match self.votes[i] {
+                Vote::Yes(counter, _) => Some((i, counter)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The connection over which master `i` said yes.
+    pub(crate) fn conn(&self, i: usize) -> Option<&C> {
+        match &self.votes[i] {
+            Vote::Yes(_, conn) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// How many masters failed because our key holds data of another type there.
+    pub(crate) fn wrong_type(&self) -> usize {
+        self.votes
+            .iter()
+            .filter(|v| {
+                matches!(
+                    v,
+                    Vote::Failed(Cause::Failed(redlock_single::Error::WrongType { .. }))
+                )
+            })
+            .count()
+    }
+
+    /// Why the masters that answered did not count, in the order they answered (a no is
+    /// [`Cause::Refused`]; masters not asked are left out); then, with `unanswered`, each master
+    /// still out, as [`Cause::NoAnswer`].
+    pub(crate) fn failures(&self, unanswered: bool) -> Vec<(usize, Cause)> {
+        let answered = self.order.iter().filter_map(|&i| match &self.votes[i] {
+            Vote::No => Some((i, Cause::Refused)),
+            Vote::Failed(cause) => Some((i, cause.clone())),
+            _ => None,
+        });
+        let out = self
+            .unanswered()
+            .filter(|_| unanswered)
+            .map(|i| (i, Cause::NoAnswer));
+        answered.chain(out).collect()
     }
 }
 
@@ -203,6 +321,48 @@ mod tests {
                     else { Verdict::Pending };
                 prop_assert_eq!(t.verdict(), expected);
             }
+        }
+
+        #[test]
+        fn a_ballot_is_reached_exactly_when_a_quorum_said_yes_and_names_every_other_master(
+            n in 1usize..9,
+            answers in proptest::collection::vec((0usize..9, 0u8..4), 0..12),
+        ) {
+            let mut b: Ballot<()> = Ballot::new(n);
+            let mut seen = Vec::new();
+            for (i, a) in answers {
+                let i = i % n;
+                if b.verdict() != Verdict::Pending {
+                    break;
+                }
+                b.record(i, match a {
+                    0 => Vote::Yes(i as u64, ()),
+                    1 => Vote::No,
+                    2 => Vote::Failed(Cause::NoAnswer),
+                    _ => Vote::NotAsked,
+                });
+                if !seen.iter().any(|&(j, _)| j == i) {
+                    seen.push((i, a));
+                }
+            }
+            let yes: Vec<usize> = seen.iter().filter(|&&(_, a)| a == 0).map(|&(i, _)| i).collect();
+            prop_assert_eq!(b.verdict() == Verdict::Reached, yes.len() >= quorum(n));
+            prop_assert_eq!(b.yes().iter().map(|&(i, _)| i).collect::<Vec<_>>(), yes.clone());
+            for &i in &yes {
+                prop_assert!(b.conn(i).is_some());
+            }
+            // Every master is a yes, a master not asked, or named in the failures, once.
+            let failures = b.failures(true);
+            let mut named: Vec<usize> = failures.iter().map(|&(i, _)| i).collect();
+            named.extend(&yes);
+            named.extend(seen.iter().filter(|&&(_, a)| a == 3).map(|&(i, _)| i));
+            named.sort_unstable();
+            prop_assert_eq!(named, (0..n).collect::<Vec<_>>());
+            // In the order they answered, then those still out.
+            let answered: Vec<usize> = seen.iter().filter(|&&(_, a)| a == 1 || a == 2).map(|&(i, _)| i).collect();
+            let out: Vec<usize> = b.unanswered().collect();
+            prop_assert_eq!(failures.iter().map(|&(i, _)| i).collect::<Vec<_>>(),
+                answered.iter().chain(&out).copied().collect::<Vec<_>>());
         }
 
         #[test]
