@@ -106,10 +106,14 @@ async fn the_key_expires_after_the_ttl() {
         .await
         .expect("acquire")
         .expect("free");
-    assert!(guard.validity() <= ttl);
-    // The lost signal fires at the local validity deadline, which allows for drift.
+    // The validity allows for drift (ttl × 0.01 + 2 ms): it ends before the key's ttl does.
+    let read_at = Instant::now();
+    let left = guard.validity();
+    assert!(left <= ttl - Duration::from_millis(5), "{left:?}");
+    // The lost signal fires at that deadline, not before (how late depends on the machine,
+    // so that is not asserted).
     guard.lost().await;
-    assert!(start.elapsed() < ttl, "validity must end before the ttl");
+    assert!(read_at.elapsed() >= left);
     let gone = eventually(Duration::from_secs(2), || !exists(&server, "redlock:{exp}")).await;
     assert!(gone, "the key outlived its ttl");
     assert!(start.elapsed() >= ttl - Duration::from_millis(5));
