@@ -400,8 +400,19 @@ fn campaign(a: &Args) -> Result<ExitCode, String> {
     let mut injected: BTreeMap<String, usize> = BTreeMap::new();
     // `ttls` is a setting of the clients, not an event.
     let scheduled: Vec<&'static str> = enabled.iter().copied().filter(|&k| k != "ttls").collect();
+    // When more than a minority of masters was faulty: no quorum to count on then.
+    let mut unhealthy: Vec<(u64, u64)> = Vec::new();
+    let mut unhealthy_since: Option<u64> = None;
     while start.elapsed() < a.duration {
         let now = Instant::now();
+        match (w.faulty(now) > minority, unhealthy_since) {
+            (true, None) => unhealthy_since = Some(now_us()),
+            (false, Some(since)) => {
+                unhealthy.push((since, now_us()));
+                unhealthy_since = None;
+            }
+            _ => {}
+        }
         if w.active
             .iter()
             .any(|x| matches!(x.undo, Undo::ResumeThenEmpty(..)))
@@ -430,6 +441,17 @@ fn campaign(a: &Args) -> Result<ExitCode, String> {
     }
     std::thread::sleep(Duration::from_secs(1));
     let end_us = now_us();
+    if let Some(since) = unhealthy_since {
+        // Restarted masters may still be waiting out their restart delay.
+        let until = w
+            .busy_until
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or_else(Instant::now);
+        let left = until.saturating_duration_since(Instant::now());
+        unhealthy.push((since, end_us + left.as_micros() as u64));
+    }
     for c in &w.clients {
         let _ = signal_client(c, Signal::SIGCONT);
         let _ = signal_client(c, Signal::SIGTERM);
@@ -480,6 +502,11 @@ fn campaign(a: &Args) -> Result<ExitCode, String> {
     let reg = checker::register(&log);
     let overlaps = checker::overlaps(&sections);
     let gap = checker::longest_gap(&sections, start_us, end_us);
+    let healthy_gap = checker::longest_healthy_gap(&sections, start_us, end_us, &unhealthy);
+    let no_quorum: u64 = unhealthy
+        .iter()
+        .map(|&(a, b)| b.min(end_us).saturating_sub(a))
+        .sum();
     let accepted = log.iter().filter(|e| e.accepted).count();
     let mut violations: Vec<Violation> = fencing.iter().chain(&reg).cloned().collect();
     if inside_only {
@@ -561,6 +588,16 @@ fn campaign(a: &Args) -> Result<ExitCode, String> {
         &mut table,
         "longest gap",
         format!("{:.2} s", gap as f64 / 1e6),
+    );
+    row(
+        &mut table,
+        "time without a healthy quorum",
+        format!("{:.1} s", no_quorum as f64 / 1e6),
+    );
+    row(
+        &mut table,
+        "longest gap with a healthy quorum",
+        format!("{:.2} s", healthy_gap as f64 / 1e6),
     );
     print!("{table}");
     for v in violations.iter().take(10) {

@@ -161,9 +161,58 @@ pub fn longest_gap(sections: &[Section], from: u64, to: u64) -> u64 {
     gap
 }
 
+/// The longest time in `[from, to]` without a section ending, counting only the time outside
+/// `unhealthy` (spans, in microseconds, when more than a minority of masters was faulty, so that
+/// no quorum could be counted on): the liveness figure under the assumptions.
+pub fn longest_healthy_gap(
+    sections: &[Section],
+    from: u64,
+    to: u64,
+    unhealthy: &[(u64, u64)],
+) -> u64 {
+    let mut spans = unhealthy.to_vec();
+    spans.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let mut ends: Vec<u64> = sections
+        .iter()
+        .map(|s| s.section_end)
+        .filter(|&t| t >= from && t <= to)
+        .collect();
+    ends.sort_unstable();
+    let mut prev = from;
+    let mut gap = 0;
+    for t in ends.into_iter().chain(std::iter::once(to)) {
+        let covered: u64 = merged
+            .iter()
+            .map(|&(a, b)| b.min(t).saturating_sub(a.max(prev)))
+            .sum();
+        gap = gap.max((t - prev).saturating_sub(covered));
+        prev = t;
+    }
+    gap
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_without_a_quorum_does_not_count_towards_the_healthy_gap() {
+        let s = |end| section(1, end, (end - 10, end - 5), end, 100);
+        let sections = vec![s(100), s(1_000), s(1_100)];
+        assert_eq!(longest_gap(&sections, 0, 1_200), 900);
+        // 100..1000 is the longest gap; 700 of it without a quorum (two overlapping spans).
+        let unhealthy = [(200, 600), (500, 900)];
+        assert_eq!(longest_healthy_gap(&sections, 0, 1_200, &unhealthy), 200);
+        assert_eq!(longest_healthy_gap(&sections, 0, 1_200, &[]), 900);
+        assert_eq!(longest_healthy_gap(&sections, 0, 1_200, &[(0, 2_000)]), 0);
+    }
 
     fn section(client: u32, token: u64, acquire: (u64, u64), end: u64, valid_for: u64) -> Section {
         Section {
