@@ -146,19 +146,7 @@ pub fn overlaps(sections: &[Section]) -> Vec<Violation> {
 
 /// The longest time in `[from, to]` without a section ending, in microseconds.
 pub fn longest_gap(sections: &[Section], from: u64, to: u64) -> u64 {
-    let mut ends: Vec<u64> = sections
-        .iter()
-        .map(|s| s.section_end)
-        .filter(|&t| t >= from && t <= to)
-        .collect();
-    ends.sort_unstable();
-    let mut prev = from;
-    let mut gap = 0;
-    for t in ends.into_iter().chain(std::iter::once(to)) {
-        gap = gap.max(t - prev);
-        prev = t;
-    }
-    gap
+    longest_healthy_gap(sections, from, to, &[])
 }
 
 /// The longest time in `[from, to]` without a section ending, counting only the time outside
