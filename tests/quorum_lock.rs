@@ -26,14 +26,12 @@ fn failure_of<'a>(err: &'a Error, addr: &str) -> &'a MasterFailure {
 /// Whether `f` is a master that did not answer in time: its request, or the reading of its
 /// health that its vote waited for.
 fn timed_out(f: &MasterFailure) -> bool {
-    matches!(
-        f.cause,
-        Cause::Failed(redlock_single::Error::Timeout { .. })
-            | Cause::Unverified {
-                reason: redlock_single::Error::Timeout { .. },
-                ..
-            }
-    )
+    match &f.cause {
+        Cause::Failed(e) | Cause::Unverified { reason: e, .. } => {
+            matches!(e.kind(), redlock::MasterErrorKind::Timeout { .. })
+        }
+        _ => false,
+    }
 }
 
 /// Locks over `group`, connected to every master and with every master's health read: the

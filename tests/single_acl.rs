@@ -86,10 +86,8 @@ async fn a_quorum_names_each_master_that_refuses_the_reading() {
         assert!(
             matches!(
                 &cause,
-                Cause::Unverified {
-                    reason: redlock_single::Error::Denied { .. },
-                    ..
-                }
+                Cause::Unverified { reason, .. }
+                    if matches!(reason.kind(), redlock::MasterErrorKind::Denied { .. })
             ),
             "{addr}: {cause}"
         );

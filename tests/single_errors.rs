@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redlock_single::{Error, Lock, Retry};
+use redlock_single::{Error, Lock, MasterError, MasterErrorKind as K, Retry};
 use redlock_testkit::Reply;
 use redlock_tests::{builder, connect, exists};
 
@@ -145,7 +145,10 @@ async fn unreachable_master_is_named() {
         .await
         .expect_err("nothing listens");
     assert!(
-        matches!(err, Error::Unreachable { .. } | Error::Timeout { .. }),
+        matches!(
+            err.master_kind(),
+            Some(K::Unreachable { .. } | K::Timeout { .. })
+        ),
         "{err:?}"
     );
     assert_eq!(
@@ -162,9 +165,10 @@ async fn a_killed_master_fails_fast_and_typed() {
     server.kill().expect("kill");
     let err = lock.try_acquire("k").await.expect_err("master is dead");
     // Down before its health was read (the reading failed) or after (the request failed).
-    let down = |e: &Error| matches!(e, Error::Unreachable { .. } | Error::Timeout { .. });
+    let down = |e: &MasterError| matches!(e.kind(), K::Unreachable { .. } | K::Timeout { .. });
     assert!(
-        down(&err) || matches!(&err, Error::Unverified { reason, .. } if down(reason)),
+        err.master().is_some_and(down)
+            || matches!(&err, Error::Unverified { reason, .. } if down(reason)),
         "{err:?}"
     );
     assert!(err.is_transient());
@@ -188,12 +192,12 @@ async fn a_paused_master_times_out_and_the_lock_it_granted_late_is_released() {
     warm.release().await.expect("release");
     server.pause().expect("pause");
     let err = lock.try_acquire("p").await.expect_err("paused");
-    match &err {
-        Error::Timeout { addr, timeout } => {
-            assert_eq!(addr, &server.addr());
+    match err.master().map(|e| (e.addr(), e.kind())) {
+        Some((addr, K::Timeout { timeout })) => {
+            assert_eq!(addr, server.addr());
             assert_eq!(*timeout, Duration::from_millis(100));
         }
-        other => panic!("expected a timeout, got {other:?}"),
+        _ => panic!("expected a timeout, got {err:?}"),
     }
     // The acquire is still queued on the paused master and runs when it resumes, with a 10 s
     // ttl counted from then; the release that followed it on the same connection removes it.
@@ -220,18 +224,22 @@ async fn a_foreign_value_under_the_lock_name_is_a_typed_error() {
     );
     let err = lock.try_acquire("list").await.expect_err("wrong type");
     assert!(
-        matches!(err, Error::WrongType { ref key, .. } if key == "redlock:{list}"),
+        matches!(err.master_kind(), Some(K::WrongType { key }) if key == "redlock:{list}"),
         "{err:?}"
     );
     assert!(!err.is_transient());
     // acquire does not retry a wrong type, and inspect says the same.
     assert!(matches!(
-        lock.acquire("list").await,
-        Err(Error::WrongType { .. })
+        lock.acquire("list")
+            .await
+            .map_err(|e| e.master_kind().cloned()),
+        Err(Some(K::WrongType { .. }))
     ));
     assert!(matches!(
-        lock.inspect("list").await,
-        Err(Error::WrongType { .. })
+        lock.inspect("list")
+            .await
+            .map_err(|e| e.master_kind().cloned()),
+        Err(Some(K::WrongType { .. }))
     ));
     // The foreign data is untouched.
     assert_eq!(
@@ -244,15 +252,20 @@ async fn a_foreign_value_under_the_lock_name_is_a_typed_error() {
         .cmd(&["SET", "redlock:{f}:fence", "banana"])
         .expect("SET");
     let err = lock.try_acquire("f").await.expect_err("bad counter");
-    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
+    assert!(
+        matches!(err.master_kind(), Some(K::WrongType { .. })),
+        "{err:?}"
+    );
     assert!(!exists(&server, "redlock:{f}"), "a lock was left behind");
     server.cmd(&["DEL", "redlock:{g}:fence"]).expect("DEL");
     server
         .cmd(&["HSET", "redlock:{g}:fence", "a", "b"])
         .expect("HSET");
     assert!(matches!(
-        lock.try_acquire("g").await,
-        Err(Error::WrongType { .. })
+        lock.try_acquire("g")
+            .await
+            .map_err(|e| e.master_kind().cloned()),
+        Err(Some(K::WrongType { .. }))
     ));
     assert!(!exists(&server, "redlock:{g}"), "a lock was left behind");
 }
@@ -296,7 +309,9 @@ async fn a_paused_master_bounds_what_waits_for_it_and_refuses_the_rest_at_once()
     let outs = futures::future::join_all(names.iter().map(|n| lock.try_acquire(n))).await;
     let refused = outs
         .iter()
-        .filter(|o| matches!(o, Err(Error::Overloaded { limit: 8, .. })))
+        .filter(
+            |o| matches!(o, Err(e) if matches!(e.master_kind(), Some(K::Overloaded { limit: 8 }))),
+        )
         .count();
     assert_eq!(refused, 42, "{outs:?}");
     server.resume().expect("resume");
@@ -355,7 +370,7 @@ async fn a_refused_password_is_named_with_the_servers_reply_and_the_master_once(
     let err = builder(&server, TTL).connect().await.expect_err("NOAUTH");
     let text = err.to_string();
     assert!(
-        matches!(err, Error::Denied { .. }) && text.contains("NOAUTH"),
+        matches!(err.master_kind(), Some(K::Denied { .. })) && text.contains("NOAUTH"),
         "{err:?}"
     );
     assert_eq!(text.matches(&addr).count(), 1, "{text}");
@@ -368,7 +383,7 @@ async fn a_refused_password_is_named_with_the_servers_reply_and_the_master_once(
         .expect_err("WRONGPASS");
     let text = err.to_string();
     assert!(
-        matches!(err, Error::Denied { .. }) && text.contains("WRONGPASS"),
+        matches!(err.master_kind(), Some(K::Denied { .. })) && text.contains("WRONGPASS"),
         "{err:?}"
     );
     assert_eq!(text.matches(&addr).count(), 1, "{text}");
@@ -383,7 +398,7 @@ async fn a_fencing_counter_of_another_type_is_named_as_the_fence_key() {
         .expect("SET");
     let err = lock.try_acquire("f").await.expect_err("bad counter");
     assert!(
-        matches!(err, Error::WrongType { ref key, .. } if key == "redlock:{f}:fence"),
+        matches!(err.master_kind(), Some(K::WrongType { key }) if key == "redlock:{f}:fence"),
         "{err:?}"
     );
     assert!(!exists(&server, "redlock:{f}"), "a lock was left behind");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redlock_single::{Error, Retry};
+use redlock_single::{Error, MasterErrorKind, Retry};
 use redlock_tests::{builder, connect, eventually, exists};
 use tokio::time::Instant;
 
@@ -384,7 +384,12 @@ async fn release_resolves_lost_and_scripts_survive_a_restart() {
                 got = g;
                 break;
             }
-            Err(Error::Unreachable { .. } | Error::Timeout { .. }) => {
+            Err(e)
+                if matches!(
+                    e.master_kind(),
+                    Some(MasterErrorKind::Unreachable { .. } | MasterErrorKind::Timeout { .. })
+                ) =>
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("unexpected error after restart: {e}"),

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use nix::sys::signal::Signal;
-use redlock::{Cause, Error, Failures};
+use redlock::{Cause, Error, Failures, MasterError, MasterErrorKind};
 
 /// Bad arguments (EX_USAGE).
 pub(crate) const USAGE: u8 = 64;
@@ -88,17 +88,13 @@ pub(crate) fn code_of_failures(failures: &Failures) -> u8 {
 }
 
 /// Like [`code_of_failures`], for the errors of single masters.
-pub(crate) fn code_of_masters<'a>(errors: impl Iterator<Item = &'a redlock_single::Error>) -> u8 {
-    use redlock_single::Error as E;
+pub(crate) fn code_of_masters<'a>(errors: impl Iterator<Item = &'a MasterError>) -> u8 {
+    use MasterErrorKind as K;
     let mut code = UNAVAILABLE;
     for e in errors {
-        let e = match e {
-            E::Unverified { reason, .. } => reason,
-            e => e,
-        };
-        match e {
-            E::Denied { .. } => return DENIED,
-            E::WrongType { .. } | E::Cluster { .. } | E::Tls { .. } => code = MISCONFIGURED,
+        match e.kind() {
+            K::Denied { .. } => return DENIED,
+            K::WrongType { .. } | K::Cluster { .. } | K::Tls { .. } => code = MISCONFIGURED,
             _ => {}
         }
     }
@@ -164,18 +160,16 @@ mod tests {
 
     use super::*;
 
-    fn failed(e: redlock_single::Error) -> MasterFailure {
+    fn failed(e: MasterError) -> MasterFailure {
         MasterFailure {
             addr: "h:1".into(),
             cause: Cause::Failed(e),
         }
     }
 
-    fn timeout() -> redlock_single::Error {
-        redlock_single::Error::Timeout {
-            addr: "h:1".into(),
-            timeout: Duration::from_millis(50),
-        }
+    fn timeout() -> MasterError {
+        let timeout = Duration::from_millis(50);
+        MasterError::new("h:1", MasterErrorKind::Timeout { timeout })
     }
 
     fn fred(details: &str) -> fred_error::Error {
@@ -188,19 +182,13 @@ mod tests {
 
     #[test]
     fn a_refusal_of_credentials_decides_before_misconfiguration_and_silence() {
-        let denied = redlock_single::Error::Denied {
-            addr: "h:2".into(),
-            cause: fred("WRONGPASS invalid username-password pair"),
-        };
-        let wrong = redlock_single::Error::WrongType {
-            addr: "h:3".into(),
-            key: "k".into(),
-        };
-        let cluster = redlock_single::Error::Cluster {
-            addr: "h:4".into(),
-            cause: fred("MOVED 1 h:5"),
-        };
-        let all = |v: Vec<redlock_single::Error>| Failures(v.into_iter().map(failed).collect());
+        use MasterErrorKind as K;
+        let cause = fred("WRONGPASS invalid username-password pair");
+        let denied = MasterError::new("h:2", K::Denied { cause });
+        let wrong = MasterError::new("h:3", K::WrongType { key: "k".into() });
+        let cause = fred("MOVED 1 h:5");
+        let cluster = MasterError::new("h:4", K::Cluster { cause });
+        let all = |v: Vec<MasterError>| Failures(v.into_iter().map(failed).collect());
         assert_eq!(code_of_failures(&all(vec![timeout()])), UNAVAILABLE);
         assert_eq!(
             code_of_failures(&all(vec![timeout(), wrong.clone()])),

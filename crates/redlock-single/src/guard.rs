@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::key::{LockKey, Token};
 use crate::lease::{Extension, Lease, LeaseWriter, run_extended};
-use crate::master::{Connection, Master};
-use crate::validity::drift;
+use crate::protocol::key::{LockKey, Token};
+use crate::protocol::master::{Connection, Master};
+use crate::protocol::validity::drift;
 use crate::voters::Voters;
 
 /// A held lock. Dropping it without [`release`](Guard::release) releases it in the background
@@ -96,7 +96,7 @@ impl<M: Master> Guard<M> {
     /// The request may still reach the master after the future is dropped; the validity
     /// already allows for that.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
-        if let Err(msg) = crate::validity::check_ttl(ttl) {
+        if let Err(msg) = crate::protocol::validity::check_ttl(ttl) {
             return Err(Error::Config(format!("extend: {msg}")));
         }
         if self.is_lost() {
@@ -162,7 +162,7 @@ impl<M: Master> Guard<M> {
             match self.extend(ttl).await {
                 Ok(()) => Extension::Done,
                 Err(Error::Lost { .. }) => Extension::Lost,
-                Err(e) => Extension::Failed(e.to_string()),
+                Err(e) => Extension::Failed(Box::new(e)),
             }
         };
         run_extended(self.lease.lease(), extend, work, ttl).await

@@ -211,7 +211,7 @@ impl LeaseWriter {
     /// lost, when not even an instant reply would leave any validity: then nothing is sent.
     pub fn begin_extension(&self, ttl: Duration, drift: Duration) -> Option<Extending> {
         let start = Instant::now();
-        let Some(most) = crate::validity::validity(ttl, Duration::ZERO, drift) else {
+        let Some(most) = crate::protocol::validity::validity(ttl, Duration::ZERO, drift) else {
             self.mark_lost();
             return None;
         };
@@ -233,7 +233,7 @@ impl LeaseWriter {
             ttl,
             drift,
         } = extension;
-        let done = crate::validity::validity(ttl, start.elapsed(), drift)
+        let done = crate::protocol::validity::validity(ttl, start.elapsed(), drift)
             .is_some_and(|left| self.finish(renewal, start + left));
         if !done {
             self.mark_lost();
@@ -259,8 +259,9 @@ pub enum Extension {
     Lost,
     /// No more extensions are allowed (a cap): the lock runs out at its deadline.
     Capped,
-    /// Failed for now (a master did not answer): try again soon. The text says why, for the log.
-    Failed(String),
+    /// Failed for now (a master did not answer): try again soon. The error says why, for the
+    /// log.
+    Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The loop behind `keep_extended` of both guard types: runs `work` while calling `extend`

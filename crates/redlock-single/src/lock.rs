@@ -10,12 +10,13 @@ use tokio::time::Instant;
 use crate::background::DropGuard;
 use crate::error::{Error, Result};
 use crate::guard::{Guard, release_later};
-use crate::key::{LockKey, Token};
 use crate::lease::{Lease, LeaseWriter};
-use crate::master::{Connection, Inspection, Master};
-use crate::node::Node;
 use crate::options::LockOptions;
-use crate::validity::{drift, validity};
+use crate::protocol::error::{MasterError, MasterErrorKind};
+use crate::protocol::key::{LockKey, Token};
+use crate::protocol::master::{Connection, Inspection, Master};
+use crate::protocol::node::Node;
+use crate::protocol::validity::{drift, validity};
 use crate::voters::Voters;
 
 /// Locks on one Redis master.
@@ -162,7 +163,7 @@ impl<M: Master> Lock<M> {
     /// Cancel-safe: it only reads.
     pub async fn inspect(&self, resource: &str) -> Result<Inspection> {
         let key = self.key(resource)?;
-        self.master().connection()?.inspect(&key).await
+        Ok(self.master().connection()?.inspect(&key).await?)
     }
 
     /// Takes no new locks from now on (attempts fail with [`Error::Closed`]), and waits until
@@ -181,7 +182,7 @@ impl<M: Master> Lock<M> {
     }
 
     fn key(&self, resource: &str) -> Result<LockKey> {
-        LockKey::new(&self.options.prefix, resource)
+        Ok(LockKey::new(&self.options.prefix, resource)?)
     }
 
     /// One attempt; [`Error::Held`] when someone else holds the lock.
@@ -217,19 +218,17 @@ impl<M: Master> Lock<M> {
                 });
             }
             // Refused before it was sent: there is nothing to undo.
-            Err(e @ Error::Overloaded { .. }) => {
+            Err(e) if e.never_sent() => {
                 undo.disarm();
-                return Err(e);
+                return Err(e.into());
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let elapsed = start.elapsed();
         let Some(left) = validity(s.ttl, elapsed, drift(s.ttl, s.drift_factor)) else {
             tracing::debug!(resource, ?elapsed, "granted too late to rely on; releasing");
-            return Err(Error::Timeout {
-                addr: self.master().addr().to_owned(),
-                timeout: elapsed,
-            });
+            let late = MasterErrorKind::Timeout { timeout: elapsed };
+            return Err(MasterError::new(self.master().addr(), late).into());
         };
         undo.disarm();
         let lease = LeaseWriter::new(resource.to_owned(), fence, start + left);

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::background::Background;
-use crate::error::{Error, Result};
-use crate::key::{DEFAULT_PREFIX, RestartKeys, check_prefix};
-use crate::master::Master;
-use crate::node::{DEFAULT_MAX_IN_FLIGHT, NodeOptions};
+use crate::protocol::error::InputError as Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::protocol::key::{DEFAULT_PREFIX, RestartKeys, check_prefix};
+use crate::protocol::master::Master;
+use crate::protocol::node::{DEFAULT_MAX_IN_FLIGHT, NodeOptions};
+use crate::protocol::tls::TlsOptions;
+use crate::protocol::validity::DEFAULT_DRIFT_FACTOR;
 use crate::retry::Retry;
-use crate::tls::TlsOptions;
-use crate::validity::DEFAULT_DRIFT_FACTOR;
 use crate::voters::{RestartPolicy, Voters};
 
 /// The default ttl of a lock.
@@ -92,7 +94,7 @@ impl LockOptions {
     /// factor out of range, a zero connect timeout or in-flight bound, a bad prefix or retry
     /// policy.
     pub fn check(&self) -> Result<Duration> {
-        let timeout = crate::validity::check(self.ttl, self.timeout, self.drift_factor)
+        let timeout = crate::protocol::validity::check(self.ttl, self.timeout, self.drift_factor)
             .map_err(Error::Config)?;
         if self.connect_timeout.is_zero() {
             return Err(Error::Config("connect timeout must be above zero".into()));

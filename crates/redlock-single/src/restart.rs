@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::master::Health;
+use crate::protocol::master::Health;
 
 /// The least restart delay: a master that lost its fencing counters starts them again from its
 /// clock's whole seconds, which exceed every earlier token only after a full second more than

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::error::{Error, Result};
+use crate::protocol::InputError as Error;
 
 /// How [`acquire`](crate::Lock::acquire) waits for a lock that someone else holds.
 ///
@@ -84,7 +84,7 @@ impl Retry {
     }
 
     /// Checks that the policy can work: non-zero delays, `min <= max`, at least one attempt.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), Error> {
         let bad = |msg: &str| Err(Error::Config(format!("retry policy: {msg}")));
         match self.backoff {
             Backoff::Linear(d) if d.is_zero() => return bad("the delay must be above zero"),

@@ -30,8 +30,9 @@ use tokio::time::Instant;
 
 use crate::background::Background;
 use crate::error::{Error, round_tenth};
-use crate::key::RestartKeys;
-use crate::master::{Connection, Health, Master};
+use crate::protocol::error::MasterError;
+use crate::protocol::key::RestartKeys;
+use crate::protocol::master::{Connection, Health, Master};
 use crate::restart::{Assessment, MIN_RESTART_DELAY, RECHECK_AFTER, Standing};
 
 /// How the restart guard treats masters that may have lost locks in a restart.
@@ -61,7 +62,7 @@ impl Default for RestartPolicy {
 #[derive(Debug, Clone)]
 pub enum Ineligible {
     /// It is not connected, or cannot be reached.
-    Down(Error),
+    Down(MasterError),
     /// It may have lost locks in a restart and votes again in `ready_in`.
     Restarting {
         /// How long until it votes.
@@ -72,7 +73,7 @@ pub enum Ineligible {
         /// How long until the next reading.
         recheck_in: Duration,
         /// Why the last reading failed.
-        reason: Error,
+        reason: MasterError,
     },
 }
 
@@ -80,7 +81,7 @@ impl Ineligible {
     /// The lock-level error for the master at `addr`.
     pub fn into_error(self, addr: &str) -> Error {
         match self {
-            Ineligible::Down(e) => e,
+            Ineligible::Down(e) => Error::Master(e),
             Ineligible::Restarting { ready_in } => Error::Restarting {
                 addr: addr.to_owned(),
                 ready_in,
@@ -88,7 +89,7 @@ impl Ineligible {
             Ineligible::Unverified { recheck_in, reason } => Error::Unverified {
                 addr: addr.to_owned(),
                 recheck_in,
-                reason: Box::new(reason),
+                reason,
             },
         }
     }
@@ -98,7 +99,7 @@ impl Ineligible {
 #[derive(Debug, Clone)]
 enum Status {
     Reading,
-    Failed { at: Instant, error: Error },
+    Failed { at: Instant, error: MasterError },
     Waiting { until: Instant },
     Voting,
 }
@@ -228,7 +229,7 @@ impl<M: Master> Voters<M> {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only waits.
-    pub async fn connection(&self, i: usize) -> Result<M::Conn, Error> {
+    pub async fn connection(&self, i: usize) -> Result<M::Conn, MasterError> {
         let master = &self.members[i].master;
         match master.connection() {
             Ok(conn) => Ok(conn),

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use redlock_single::{
-    Connection, Error, Health, Holder, Inspection, LockKey, Master, RestartKeys, Result, Token,
+use redlock_single::protocol::{
+    Connection, Health, Holder, Inspection, LockKey, Master, MasterError, MasterErrorKind,
+    MasterResult as Result, RestartKeys, Token,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -77,18 +78,14 @@ impl SimServer {
 }
 
 impl SimNode {
-    fn unreachable(&self, what: &str) -> Error {
-        Error::Unreachable {
-            addr: self.addr.clone(),
-            cause: fred_io_error(what),
-        }
+    fn unreachable(&self, what: &str) -> MasterError {
+        let cause = fred_io_error(what);
+        MasterError::new(&self.addr, MasterErrorKind::Unreachable { cause })
     }
 
-    fn timed_out(&self) -> Error {
-        Error::Timeout {
-            addr: self.addr.clone(),
-            timeout: self.timeout,
-        }
+    fn timed_out(&self) -> MasterError {
+        let timeout = self.timeout;
+        MasterError::new(&self.addr, MasterErrorKind::Timeout { timeout })
     }
 }
 
@@ -157,8 +154,14 @@ fn random_delay(rng: &mut StdRng, max: Duration) -> Duration {
     }
 }
 
-fn wrong_reply(what: &str) -> Error {
-    Error::Config(format!("simulated master gave the wrong reply to {what}"))
+impl SimConn {
+    fn wrong_reply(&self, what: &str) -> MasterError {
+        let cause = redlock_single::fred::error::Error::new(
+            redlock_single::fred::error::ErrorKind::Parse,
+            format!("simulated master gave the wrong reply to {what}"),
+        );
+        MasterError::new(&self.node.addr, MasterErrorKind::Reply { cause })
+    }
 }
 
 impl Master for SimNode {
@@ -219,7 +222,7 @@ impl Connection for SimConn {
         });
         match self.request(op).await? {
             Reply::Fence(f) => Ok(f),
-            _ => Err(wrong_reply("acquire")),
+            _ => Err(self.wrong_reply("acquire")),
         }
     }
 
@@ -239,7 +242,7 @@ impl Connection for SimConn {
         });
         match self.request(op).await? {
             Reply::Done(d) => Ok(d),
-            _ => Err(wrong_reply("raise")),
+            _ => Err(self.wrong_reply("raise")),
         }
     }
 
@@ -258,7 +261,7 @@ impl Connection for SimConn {
         });
         match self.request(op).await? {
             Reply::Done(d) => Ok(d),
-            _ => Err(wrong_reply("extend")),
+            _ => Err(self.wrong_reply("extend")),
         }
     }
 
@@ -273,7 +276,7 @@ impl Connection for SimConn {
         });
         match self.request(op).await? {
             Reply::Done(d) => Ok(d),
-            _ => Err(wrong_reply("release")),
+            _ => Err(self.wrong_reply("release")),
         }
     }
 
@@ -291,7 +294,7 @@ impl Connection for SimConn {
         });
         match self.request(op).await? {
             Reply::Seen(i) => Ok(i),
-            _ => Err(wrong_reply("inspect")),
+            _ => Err(self.wrong_reply("inspect")),
         }
     }
 
@@ -317,7 +320,7 @@ impl Connection for SimConn {
         });
         match self.request(op).await? {
             Reply::Health(h) => Ok(h),
-            _ => Err(wrong_reply("health")),
+            _ => Err(self.wrong_reply("health")),
         }
     }
 
@@ -327,7 +330,7 @@ impl Connection for SimConn {
         let op: Op = Box::new(move |s| Ok(Reply::Delay(s.raise_delay(&dk, ms))));
         match self.request(op).await? {
             Reply::Delay(d) => Ok(d),
-            _ => Err(wrong_reply("restart_delay")),
+            _ => Err(self.wrong_reply("restart_delay")),
         }
     }
 

@@ -97,7 +97,7 @@ async fn ask<M: Master>(
         Ok(Some(fence)) => Answer::Yes(fence, conn),
         Ok(None) => Answer::No,
         // Refused before it was sent: it holds nothing of ours.
-        Err(e @ redlock_single::Error::Overloaded { .. }) => {
+        Err(e) if e.never_sent() => {
             Progress::mark(&progress.sent, i, false);
             Answer::Failed(Cause::Failed(e), None)
         }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use redlock_single::round_tenth;
+use redlock_single::{InputError, MasterError, round_tenth};
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -21,7 +21,7 @@ pub enum Cause {
         ready_in: Duration,
     },
     /// It failed: timeout, connection, wrong type, refused credentials, …
-    Failed(redlock_single::Error),
+    Failed(MasterError),
     /// It had not answered when the outcome was already decided.
     NoAnswer,
     /// Its health could not be read on this connection, so whether it lost locks in a restart
@@ -31,7 +31,7 @@ pub enum Cause {
         /// How long until its health is read again.
         recheck_in: Duration,
         /// Why the last reading failed.
-        reason: redlock_single::Error,
+        reason: MasterError,
     },
 }
 
@@ -221,17 +221,15 @@ impl Error {
     }
 }
 
-impl From<redlock_single::Error> for Error {
-    /// Configuration and input errors of the per-master layer; master failures are reported
-    /// inside [`Error::NoQuorum`] and the like.
-    fn from(e: redlock_single::Error) -> Error {
+impl From<InputError> for Error {
+    /// A setting or resource name that the per-master layer refused; master failures are
+    /// reported inside [`Error::NoQuorum`] and the like.
+    fn from(e: InputError) -> Error {
         match e {
-            redlock_single::Error::InvalidResource { resource, reason } => {
+            InputError::InvalidResource { resource, reason } => {
                 Error::InvalidResource { resource, reason }
             }
-            redlock_single::Error::Config(message) => Error::Config(message),
-            redlock_single::Error::Closed => Error::Closed,
-            other => Error::Config(other.to_string()),
+            InputError::Config(message) => Error::Config(message),
         }
     }
 }
@@ -239,6 +237,12 @@ impl From<redlock_single::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redlock_single::MasterErrorKind;
+
+    fn timeout(addr: &str) -> MasterError {
+        let timeout = Duration::from_millis(50);
+        MasterError::new(addr, MasterErrorKind::Timeout { timeout })
+    }
 
     #[test]
     fn a_waiting_master_says_why_and_for_how_long_in_tenths_of_a_second() {
@@ -253,10 +257,7 @@ mod tests {
                 addr: "127.0.0.1:7001".into(),
                 cause: Cause::Unverified {
                     recheck_in: Duration::from_millis(940),
-                    reason: redlock_single::Error::Timeout {
-                        addr: "127.0.0.1:7001".into(),
-                        timeout: Duration::from_millis(50),
-                    },
+                    reason: timeout("127.0.0.1:7001"),
                 },
             },
         ]);
@@ -269,9 +270,7 @@ mod tests {
 
     #[test]
     fn configuration_errors_of_the_master_layer_are_not_prefixed_twice() {
-        let e = Error::from(redlock_single::Error::Config(
-            "ttl must be at least 1 ms".into(),
-        ));
+        let e = Error::from(InputError::Config("ttl must be at least 1 ms".into()));
         assert_eq!(
             e.to_string(),
             "invalid configuration: ttl must be at least 1 ms"
@@ -282,10 +281,7 @@ mod tests {
     fn a_failed_master_is_named_once() {
         let f = MasterFailure {
             addr: "127.0.0.1:7000".into(),
-            cause: Cause::Failed(redlock_single::Error::Timeout {
-                addr: "127.0.0.1:7000".into(),
-                timeout: Duration::from_millis(50),
-            }),
+            cause: Cause::Failed(timeout("127.0.0.1:7000")),
         };
         assert_eq!(f.to_string(), "127.0.0.1:7000: no answer within 50.0ms");
     }

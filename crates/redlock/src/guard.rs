@@ -235,11 +235,13 @@ impl<M: Master> Guard<M> {
         op: F,
     ) -> (
         Count,
-        Requests<impl Future<Output = (usize, redlock_single::Result<bool>)> + use<F, Fut, M>>,
+        Requests<
+            impl Future<Output = (usize, redlock_single::MasterResult<bool>)> + use<F, Fut, M>,
+        >,
     )
     where
         F: Fn(M::Conn, LockKey, Token) -> Fut + Clone + Send + 'static,
-        Fut: Future<Output = redlock_single::Result<bool>> + Send + 'static,
+        Fut: Future<Output = redlock_single::MasterResult<bool>> + Send + 'static,
     {
         let s = &self.shared;
         let requests = (0..s.n()).map(|i| {
@@ -300,7 +302,7 @@ impl<M: Master> Guard<M> {
                 Ok(()) => Extension::Done,
                 Err(Error::Lost { .. }) => Extension::Lost,
                 Err(Error::Limit { .. }) => Extension::Capped,
-                Err(e) => Extension::Failed(e.to_string()),
+                Err(e) => Extension::Failed(Box::new(e)),
             }
         };
         run_extended(self.lease.lease(), extend, work, ttl).await

@@ -13,9 +13,9 @@
 //! - `tally`: quorum counting and fence selection (pure).
 //! - [`error`](Error): the error enum.
 //!
-//! The per-master protocol (the Lua scripts, [`Node`]), the restart guard
-//! ([`voters`](redlock_single::voters)) and the lease live in `redlock-single`, whose
-//! [`Master`] trait this crate is generic over.
+//! The per-master protocol (the Lua scripts, [`Node`], [`MasterError`]; re-exported here as
+//! [`protocol`]), the restart guard ([`voters`](redlock_single::voters)) and the lease live in
+//! `redlock-single`, whose [`Master`] trait this crate is generic over.
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -34,9 +34,15 @@ pub use crate::builder::{MAX_MASTERS, RedlockBuilder};
 pub use crate::redlock::Redlock;
 pub use error::{Cause, Error, Failures, MasterFailure, Result};
 pub use guard::Guard;
-pub use redlock_single::{
-    Connection, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, Health, Inspection, Lease,
-    LockOptions, Master, Node, Retry,
+/// The per-master protocol of `redlock-single`: the [`Master`] and [`Connection`] traits,
+/// [`MasterError`], keys and tokens, the Lua scripts, validity arithmetic and [`Node`], so
+/// that one dependency is enough to implement or inspect a master.
+pub use redlock_single::protocol;
+pub use redlock_single::protocol::{
+    Connection, Health, Inspection, Master, MasterError, MasterErrorKind, Node,
 };
-pub use redlock_single::{MIN_RESTART_DELAY, RECHECK_AFTER};
+pub use redlock_single::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRY, DEFAULT_TTL, Lease, LockOptions, MIN_RESTART_DELAY,
+    RECHECK_AFTER, Retry,
+};
 pub use status::{MasterView, Status};

@@ -190,7 +190,7 @@ impl<M: Master> Redlock<M> {
     pub async fn inspect(
         &self,
         resource: &str,
-    ) -> Result<Vec<(String, redlock_single::Result<Inspection>)>> {
+    ) -> Result<Vec<(String, redlock_single::MasterResult<Inspection>)>> {
         let key = self.shared.key(resource)?;
         let voters = &self.shared.voters;
         let reads = (0..voters.len()).map(|i| {

@@ -9,7 +9,7 @@ pub struct MasterView {
     /// The master's address.
     pub addr: String,
     /// Its answer: who holds the key, its ttl and the fencing counter; or why it did not answer.
-    pub seen: redlock_single::Result<Inspection>,
+    pub seen: redlock_single::MasterResult<Inspection>,
 }
 
 /// Every master's view of one resource, in the order the masters were given.
@@ -104,7 +104,9 @@ mod tests {
     #[test]
     fn masters_that_did_not_answer_count_neither_as_answered_nor_as_holding() {
         let mut views = vec![view(Some("a")), view(Some("a")), view(Some("a"))];
-        views[0].seen = Err(redlock_single::Error::Closed);
+        let timeout = std::time::Duration::from_millis(5);
+        let kind = redlock_single::MasterErrorKind::Timeout { timeout };
+        views[0].seen = Err(redlock_single::MasterError::new("m", kind));
         let s = status(views);
         assert_eq!(s.answered(), 2);
         assert_eq!(s.held_on(), 2);

@@ -1,6 +1,8 @@
 //! Quorum counting, the per-master record of an acquire round, and fence selection. Pure: no
 //! I/O, no clocks.
 
+use redlock_single::MasterErrorKind;
+
 use crate::error::Cause;
 
 /// The quorum of `masters`: a strict majority, `N/2 + 1`.
@@ -186,10 +188,8 @@ impl<C> Ballot<C> {
         self.votes
             .iter()
             .filter(|v| {
-                matches!(
-                    v,
-                    Vote::Failed(Cause::Failed(redlock_single::Error::WrongType { .. }))
-                )
+                matches!(v, Vote::Failed(Cause::Failed(e))
+                    if matches!(e.kind(), MasterErrorKind::WrongType { .. }))
             })
             .count()
     }

@@ -7,8 +7,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::error::Result;
-use crate::key::{Holder, LockKey, RestartKeys, Token};
+use crate::protocol::error::MasterError;
+use crate::protocol::key::{Holder, LockKey, RestartKeys, Token};
+
+/// The result of a request to one master.
+pub type MasterResult<T, E = MasterError> = std::result::Result<T, E>;
 
 /// What one master knows about a resource, as returned by [`Connection::inspect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,21 +52,21 @@ pub trait Master: std::fmt::Debug + Send + Sync + 'static {
     /// The master's address, `host:port`, as shown in errors.
     fn addr(&self) -> &str;
 
-    /// The live connection, or why there is none ([`Error::Unreachable`](crate::Error)
-    /// with the last connection error).
-    fn connection(&self) -> Result<Self::Conn>;
+    /// The live connection, or why there is none (the last connection error, or
+    /// [`MasterErrorKind::Unreachable`](crate::MasterErrorKind::Unreachable)).
+    fn connection(&self) -> MasterResult<Self::Conn>;
 
     /// Resolves with `Ok` once the master is connected, or with the error of its last
     /// connection attempt once one has failed and it is not connected. Does not wait on its
     /// own: bound it with a timeout.
-    fn ready(&self) -> impl Future<Output = Result<()>> + Send;
+    fn ready(&self) -> impl Future<Output = MasterResult<()>> + Send;
 }
 
 /// One connection to a master: the protocol's atomic operations.
 ///
 /// Requests on one connection reach the master in the order they were made, so that a release
 /// never overtakes the acquire it undoes. Every request is bounded by the implementation's
-/// per-request timeout, and fails with a typed [`Error`](crate::Error) naming the master. A
+/// per-request timeout, and fails with a [`MasterError`] naming the master. A
 /// connection that broke stays broken (its requests fail); the master makes a new one.
 pub trait Connection: std::fmt::Debug + Clone + Send + Sync + 'static {
     /// An id that no other connection of the same master has (nor had).
@@ -78,7 +81,7 @@ pub trait Connection: std::fmt::Debug + Clone + Send + Sync + 'static {
         token: &Token,
         ttl: Duration,
         meta: &str,
-    ) -> impl Future<Output = Result<Option<u64>>> + Send;
+    ) -> impl Future<Output = MasterResult<Option<u64>>> + Send;
 
     /// If the key still holds `token`, raises the fencing counter to at least `fence` and
     /// returns true; otherwise returns false and changes nothing.
@@ -87,7 +90,7 @@ pub trait Connection: std::fmt::Debug + Clone + Send + Sync + 'static {
         key: &LockKey,
         token: &Token,
         fence: u64,
-    ) -> impl Future<Output = Result<bool>> + Send;
+    ) -> impl Future<Output = MasterResult<bool>> + Send;
 
     /// If the key still holds `token`, sets its expiry to `ttl` from now and returns true.
     fn extend(
@@ -95,13 +98,17 @@ pub trait Connection: std::fmt::Debug + Clone + Send + Sync + 'static {
         key: &LockKey,
         token: &Token,
         ttl: Duration,
-    ) -> impl Future<Output = Result<bool>> + Send;
+    ) -> impl Future<Output = MasterResult<bool>> + Send;
 
     /// If the key still holds `token`, deletes it and returns true.
-    fn release(&self, key: &LockKey, token: &Token) -> impl Future<Output = Result<bool>> + Send;
+    fn release(
+        &self,
+        key: &LockKey,
+        token: &Token,
+    ) -> impl Future<Output = MasterResult<bool>> + Send;
 
     /// Reads the holder, the remaining ttl and the fencing counter of a resource.
-    fn inspect(&self, key: &LockKey) -> impl Future<Output = Result<Inspection>> + Send;
+    fn inspect(&self, key: &LockKey) -> impl Future<Output = MasterResult<Inspection>> + Send;
 
     /// Reads the master's run id, uptime and restart keys (and its persistence when
     /// `persistence` is set), raising its restart delay to `delay` first.
@@ -110,15 +117,19 @@ pub trait Connection: std::fmt::Debug + Clone + Send + Sync + 'static {
         keys: &RestartKeys,
         delay: Duration,
         persistence: bool,
-    ) -> impl Future<Output = Result<Health>> + Send;
+    ) -> impl Future<Output = MasterResult<Health>> + Send;
 
     /// Raises the master's restart delay to `delay` and returns the master's value.
     fn restart_delay(
         &self,
         keys: &RestartKeys,
         delay: Duration,
-    ) -> impl Future<Output = Result<Duration>> + Send;
+    ) -> impl Future<Output = MasterResult<Duration>> + Send;
 
     /// Sets the incarnation key to `run_id`: this master may vote under `run_id` from now on.
-    fn vouch(&self, keys: &RestartKeys, run_id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn vouch(
+        &self,
+        keys: &RestartKeys,
+        run_id: &str,
+    ) -> impl Future<Output = MasterResult<()>> + Send;
 }

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 #[cfg(feature = "tls")]
-use crate::error::{Error, Result};
+use crate::protocol::error::InputError as Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How to talk TLS to `rediss://` masters.
 ///

@@ -22,11 +22,12 @@ use fred::interfaces::ClientLike;
 use fred::prelude::Options;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use crate::error::{Blame, Error, Result};
-use crate::key::{LockKey, RestartKeys, Token};
-use crate::master::{Connection, Health, Inspection};
-use crate::reply::{self, Unexpected};
-use crate::scripts::{Loaded, SCRIPTS};
+use crate::protocol::error::{Blame, MasterError, MasterErrorKind};
+use crate::protocol::key::{LockKey, RestartKeys, Token};
+use crate::protocol::master::MasterResult as Result;
+use crate::protocol::master::{Connection, Health, Inspection};
+use crate::protocol::reply::{self, Unexpected};
+use crate::protocol::scripts::{Loaded, SCRIPTS};
 
 /// One connection to a master, through one fred client that never reconnects: the protocol's
 /// scripts by EVALSHA, every request bounded by the per-request timeout and by how many may
@@ -111,7 +112,7 @@ enum Arg<'a> {
 enum Retry {
     /// The master does not know the script (it restarted): load it and try again.
     NoScript,
-    Failed(Error),
+    Failed(MasterError),
 }
 
 /// Milliseconds for PX/PEXPIRE and the restart delay: never 0, which Redis refuses for PX.
@@ -186,18 +187,16 @@ impl NodeConn {
         self.inner.in_flight.load(Ordering::Relaxed)
     }
 
-    fn error(&self, blame: Blame<'_>, e: fred::error::Error) -> Error {
-        Error::from_fred(&self.inner.addr, blame, self.inner.timeout, e)
+    fn error(&self, blame: Blame<'_>, e: fred::error::Error) -> MasterError {
+        MasterError::from_fred(&self.inner.addr, blame, self.inner.timeout, e)
     }
 
-    fn unexpected(&self, what: Unexpected) -> Error {
-        Error::Redis {
-            addr: self.inner.addr.clone(),
-            cause: fred::error::Error::new(
-                fred::error::ErrorKind::Parse,
-                format!("unexpected reply: expected {}", what.0),
-            ),
-        }
+    fn unexpected(&self, what: Unexpected) -> MasterError {
+        let cause = fred::error::Error::new(
+            fred::error::ErrorKind::Parse,
+            format!("unexpected reply: expected {}", what.0),
+        );
+        MasterError::new(&self.inner.addr, MasterErrorKind::Reply { cause })
     }
 
     /// Sends one command, bounded by the timeout and by the requests in flight: `limit` of
@@ -219,23 +218,26 @@ impl NodeConn {
             inner.limit
         };
         if inner.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
-            return Err(Error::Overloaded {
-                addr: inner.addr.clone(),
-                limit: inner.limit,
-            });
+            let limit = inner.limit;
+            return Err(MasterError::new(
+                &inner.addr,
+                MasterErrorKind::Overloaded { limit },
+            ));
         }
         if let Some(first) = args.first_mut() {
             *first = counted(first, slot);
         }
         // Boxed: fred's request futures are kilobytes, and a quorum round holds one per master.
         let call = Box::pin(inner.requests.custom::<Value, Value>(cmd, args));
-        match crate::deadline::bounded(inner.timeout, call).await {
+        match crate::protocol::deadline::bounded(inner.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.error(blame, e)),
-            Err(_) => Err(Error::Timeout {
-                addr: inner.addr.clone(),
-                timeout: inner.timeout,
-            }),
+            Err(_) => Err(MasterError::new(
+                &inner.addr,
+                MasterErrorKind::Timeout {
+                    timeout: inner.timeout,
+                },
+            )),
         }
     }
 
@@ -258,13 +260,10 @@ impl NodeConn {
                 self.send(command("SCRIPT"), load, Blame::Nothing, release)
                     .await?;
                 match self.evalsha(script, keys, args, blame, release).await {
-                    Err(Retry::NoScript) => Err(Error::Redis {
-                        addr: self.inner.addr.clone(),
-                        cause: fred::error::Error::new(
-                            fred::error::ErrorKind::Unknown,
-                            "NOSCRIPT after SCRIPT LOAD",
-                        ),
-                    }),
+                    Err(Retry::NoScript) => Err(MasterError::reply(
+                        &self.inner.addr,
+                        "NOSCRIPT after SCRIPT LOAD",
+                    )),
                     Err(Retry::Failed(e)) => Err(e),
                     Ok(r) => Ok(r),
                 }
@@ -297,7 +296,10 @@ impl NodeConn {
             Arg::Int(i) => Value::Integer(i),
         }));
         match self.send(command("EVALSHA"), all, blame, release).await {
-            Err(Error::Redis { cause, .. }) if cause.details().starts_with("NOSCRIPT") => {
+            Err(e)
+                if matches!(e.kind(), MasterErrorKind::Reply { cause }
+                    if cause.details().starts_with("NOSCRIPT")) =>
+            {
                 Err(Retry::NoScript)
             }
             r => r.map_err(Retry::Failed),

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use fred::types::Value;
 
-use crate::key::Holder;
-use crate::master::{Health, Inspection};
+use crate::protocol::key::Holder;
+use crate::protocol::master::{Health, Inspection};
 
 /// A reply that does not have the shape the protocol gives it; says what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]

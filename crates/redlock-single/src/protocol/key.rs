@@ -5,7 +5,9 @@ use std::fmt;
 
 use fred::bytes_utils::Str;
 
-use crate::error::{Error, Result};
+use crate::protocol::error::InputError as Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The default key prefix: keys are `redlock:{resource}` and `redlock:{resource}:fence`.
 pub const DEFAULT_PREFIX: &str = "redlock:";

@@ -14,10 +14,12 @@ use fred::prelude::{Builder, Config, ServerConfig};
 use rand::Rng;
 use tokio::sync::watch;
 
-use crate::conn::NodeConn;
-use crate::error::{Error, Result};
-use crate::master::Master;
-use crate::tls::TlsOptions;
+use crate::error::Result;
+use crate::protocol::conn::NodeConn;
+use crate::protocol::error::InputError;
+use crate::protocol::error::{Blame, MasterError, MasterErrorKind};
+use crate::protocol::master::{Master, MasterResult};
+use crate::protocol::tls::TlsOptions;
 
 /// The default bound on requests to one master that wait for an answer at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -34,7 +36,7 @@ pub struct NodeOptions {
     /// The bound on making one connection (TCP, TLS and fred's handshake).
     pub connect_timeout: Duration,
     /// How many requests may wait for an answer at once; beyond it a request fails at once with
-    /// [`Error::Overloaded`].
+    /// [`MasterErrorKind::Overloaded`].
     pub max_in_flight: usize,
     /// Certificates for `rediss://` URLs.
     pub tls: TlsOptions,
@@ -99,7 +101,7 @@ enum State {
     /// error if any.
     Connecting {
         failed: u32,
-        last: Option<Error>,
+        last: Option<MasterError>,
     },
     Connected(NodeConn),
 }
@@ -121,7 +123,7 @@ impl Node {
     /// `rediss://` with the `tls` feature): waits until it is connected, at most
     /// `options.connect_timeout`.
     ///
-    /// Fails with [`Error::Config`] on a URL that does not name one server, and with the
+    /// Fails with [`InputError::Config`] on a URL that does not name one server, and with the
     /// master's error when it cannot be reached in time.
     ///
     /// # Cancel safety
@@ -136,36 +138,36 @@ impl Node {
 
     /// Builds a node for the master at `url` and starts connecting in the background, without
     /// waiting. Fails only on a bad URL or bad options, or when called outside a tokio runtime.
-    pub fn build(url: &str, options: NodeOptions) -> Result<Node> {
+    pub fn build(url: &str, options: NodeOptions) -> Result<Node, InputError> {
         let tls = url.starts_with("rediss://");
         if !(tls || url.starts_with("redis://")) {
-            return Err(Error::Config(format!(
+            return Err(InputError::Config(format!(
                 "bad master URL {url:?}: it must start with redis:// or rediss://"
             )));
         }
         if tls && !cfg!(feature = "tls") {
-            return Err(Error::Config(format!(
+            return Err(InputError::Config(format!(
                 "{url:?} asks for TLS, but this build has no TLS (enable the `tls` feature); \
                  refusing to send anything in plain text"
             )));
         }
         let config = Config::from_url(url)
-            .map_err(|e| Error::Config(format!("bad master URL {url:?}: {}", e.details())))?;
+            .map_err(|e| InputError::Config(format!("bad master URL {url:?}: {}", e.details())))?;
         Node::from_config(config, options)
     }
 
     /// Builds a node from a fred configuration of one server (not a cluster or a sentinel set)
     /// and starts connecting in the background. The node makes its own clients from it.
-    pub fn from_config(mut config: Config, options: NodeOptions) -> Result<Node> {
+    pub fn from_config(mut config: Config, options: NodeOptions) -> Result<Node, InputError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Config(
+            return Err(InputError::Config(
                 "a node must be made inside a tokio runtime (it spawns its connection task)".into(),
             ));
         }
         let addr = match &config.server {
             ServerConfig::Centralized { server } => format!("{}:{}", server.host, server.port),
             other => {
-                return Err(Error::Config(format!(
+                return Err(InputError::Config(format!(
                     "a master must be one server, not {other:?}: list each master separately"
                 )));
             }
@@ -173,7 +175,8 @@ impl Node {
         check_options(&options)?;
         tls_config(&mut config, &options.tls, &addr)?;
         // Fail now on what would fail every connection attempt.
-        client(&config, &options)?;
+        client(&config, &options)
+            .map_err(|e| InputError::Config(format!("cannot make a client: {}", e.details())))?;
         let state = Arc::new(watch::Sender::new(State::Connecting {
             failed: 0,
             last: None,
@@ -195,26 +198,28 @@ impl Node {
     /// # Cancel safety
     ///
     /// Cancel-safe: the node keeps connecting in the background.
-    pub async fn wait_ready(&self, bound: Duration) -> Result<()> {
+    pub async fn wait_ready(&self, bound: Duration) -> MasterResult<()> {
         match tokio::time::timeout(bound, self.ready()).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                addr: self.inner.addr.clone(),
-                timeout: bound,
-            }),
+            Err(_) => Err(MasterError::new(
+                &self.inner.addr,
+                MasterErrorKind::Timeout { timeout: bound },
+            )),
         }
     }
 }
 
-fn check_options(options: &NodeOptions) -> Result<()> {
+fn check_options(options: &NodeOptions) -> Result<(), InputError> {
     if options.timeout.is_zero() {
-        return Err(Error::Config("timeout must be above zero".into()));
+        return Err(InputError::Config("timeout must be above zero".into()));
     }
     if options.connect_timeout.is_zero() {
-        return Err(Error::Config("connect timeout must be above zero".into()));
+        return Err(InputError::Config(
+            "connect timeout must be above zero".into(),
+        ));
     }
     if options.max_in_flight == 0 {
-        return Err(Error::Config(
+        return Err(InputError::Config(
             "max_in_flight must be at least 1: no request could be sent".into(),
         ));
     }
@@ -223,14 +228,14 @@ fn check_options(options: &NodeOptions) -> Result<()> {
 
 /// Puts our TLS configuration in `config` when its URL asked for TLS; refuses TLS options for a
 /// master that does not use TLS.
-fn tls_config(config: &mut Config, options: &TlsOptions, addr: &str) -> Result<()> {
+fn tls_config(config: &mut Config, options: &TlsOptions, addr: &str) -> Result<(), InputError> {
     #[cfg(feature = "tls")]
     if config.tls.is_some() {
-        config.tls = Some(crate::tls::config(options)?);
+        config.tls = Some(crate::protocol::tls::config(options)?);
         return Ok(());
     }
     if options.is_set() {
-        return Err(Error::Config(format!(
+        return Err(InputError::Config(format!(
             "TLS certificates are set, but master {addr} is not a rediss:// URL"
         )));
     }
@@ -240,39 +245,42 @@ fn tls_config(config: &mut Config, options: &TlsOptions, addr: &str) -> Result<(
 
 /// A fred client for one connection: no reconnection policy (a broken connection ends it),
 /// fred's handshake bounded by our connect timeout, one attempt per command.
-fn client(config: &Config, options: &NodeOptions) -> Result<fred::clients::Client> {
+fn client(
+    config: &Config,
+    options: &NodeOptions,
+) -> Result<fred::clients::Client, fred::error::Error> {
     let mut builder = Builder::from_config(config.clone());
     builder.with_connection_config(|c| {
         c.connection_timeout = options.connect_timeout;
         c.internal_command_timeout = options.connect_timeout;
         c.max_command_attempts = 1;
     });
-    builder
-        .build()
-        .map_err(|e| Error::Config(format!("cannot make a client: {}", e.details())))
+    builder.build()
 }
 
 /// The error of a failed connection attempt, told apart where fred's is unclear: a failed
 /// TLS handshake, and a plain connection reset before any reply (as a TLS port does).
-fn connect_error(addr: &str, config: &Config, timeout: Duration, e: fred::error::Error) -> Error {
+fn connect_error(
+    addr: &str,
+    config: &Config,
+    timeout: Duration,
+    e: fred::error::Error,
+) -> MasterError {
     #[cfg(feature = "tls")]
     if config.tls.is_some() {
-        if let Some(tls) = crate::error::tls_handshake(addr, &e) {
+        if let Some(tls) = crate::protocol::error::tls_handshake(addr, &e) {
             return tls;
         }
-        return Error::from_fred(addr, crate::error::Blame::Nothing, timeout, e);
+        return MasterError::from_fred(addr, Blame::Nothing, timeout, e);
     }
     let _ = config;
     if e.details().contains("ConnectionReset") {
-        return Error::Unreachable {
-            addr: addr.to_owned(),
-            cause: fred::error::Error::new(
-                fred::error::ErrorKind::IO,
-                "the connection was reset before the first reply (a TLS port? then use rediss://)",
-            ),
-        };
+        return MasterError::unreachable(
+            addr,
+            "the connection was reset before the first reply (a TLS port? then use rediss://)",
+        );
     }
-    Error::from_fred(addr, crate::error::Blame::Nothing, timeout, e)
+    MasterError::from_fred(addr, Blame::Nothing, timeout, e)
 }
 
 fn jittered(d: Duration) -> Duration {
@@ -290,7 +298,9 @@ async fn keep_connected(
     let mut backoff = BACKOFF_MIN;
     loop {
         let failure = match client(&config, &options) {
-            Err(e) => e,
+            Err(e) => {
+                MasterError::unreachable(&addr, format!("cannot make a client: {}", e.details()))
+            }
             Ok(client) => {
                 let mut task = AbortOnDrop(client.connect());
                 let connected = tokio::select! {
@@ -324,13 +334,7 @@ async fn keep_connected(
                         let _ = (&mut task.0).await;
                         tracing::debug!(master = %addr, connection = id, "connection closed");
                         backoff = BACKOFF_MIN;
-                        Error::Unreachable {
-                            addr: addr.clone(),
-                            cause: fred::error::Error::new(
-                                fred::error::ErrorKind::IO,
-                                "the connection closed",
-                            ),
-                        }
+                        MasterError::unreachable(&addr, "the connection closed")
                     }
                     Err(e) => connect_error(&addr, &config, options.connect_timeout, e),
                 }
@@ -358,21 +362,19 @@ impl Master for Node {
         &self.inner.addr
     }
 
-    fn connection(&self) -> Result<NodeConn> {
+    fn connection(&self) -> MasterResult<NodeConn> {
         match &*self.inner.state.borrow() {
             State::Connected(conn) => Ok(conn.clone()),
             State::Connecting { last, .. } => Err(match last {
                 Some(e) => e.clone(),
-                None => Error::Unreachable {
-                    addr: self.inner.addr.clone(),
-                    cause: fred::error::Error::new(fred::error::ErrorKind::IO, "not connected yet"),
-                },
+                None => MasterError::unreachable(&self.inner.addr, "not connected yet"),
             }),
         }
     }
 
-    fn ready(&self) -> impl Future<Output = Result<()>> + Send {
+    fn ready(&self) -> impl Future<Output = MasterResult<()>> + Send {
         let mut rx = self.inner.state.subscribe();
+        let addr = self.inner.addr.clone();
         async move {
             loop {
                 match &*rx.borrow_and_update() {
@@ -384,7 +386,7 @@ impl Master for Node {
                     State::Connecting { .. } => {}
                 }
                 if rx.changed().await.is_err() {
-                    return Err(Error::Config("the node was dropped".into()));
+                    return Err(MasterError::unreachable(&addr, "the node was dropped"));
                 }
             }
         }
@@ -399,7 +401,7 @@ mod tests {
     fn outside_a_runtime_is_an_error_not_a_panic() {
         let e = Node::build("redis://127.0.0.1:1", NodeOptions::default()).expect_err("no runtime");
         assert!(
-            matches!(e, Error::Config(ref m) if m.contains("tokio runtime")),
+            matches!(e, InputError::Config(ref m) if m.contains("tokio runtime")),
             "{e}"
         );
     }
@@ -408,7 +410,7 @@ mod tests {
     async fn urls_that_are_not_one_server_are_refused() {
         for url in ["http://h:1", "", "redis-sentinel://h:1", "redis://[::1"] {
             let e = Node::build(url, NodeOptions::default()).expect_err(url);
-            assert!(matches!(e, Error::Config(_)), "{url}: {e}");
+            assert!(matches!(e, InputError::Config(_)), "{url}: {e}");
         }
     }
 
@@ -423,7 +425,7 @@ mod tests {
         };
         let e = Node::build("redis://127.0.0.1:1", options).expect_err("not rediss");
         assert!(
-            matches!(e, Error::Config(ref m) if m.contains("rediss")),
+            matches!(e, InputError::Config(ref m) if m.contains("rediss")),
             "{e}"
         );
     }
@@ -433,7 +435,7 @@ mod tests {
     async fn a_rediss_url_without_tls_is_refused_not_downgraded() {
         let e = Node::build("rediss://127.0.0.1:1", NodeOptions::default()).expect_err("no tls");
         assert!(
-            matches!(e, Error::Config(ref m) if m.contains("no TLS")),
+            matches!(e, InputError::Config(ref m) if m.contains("no TLS")),
             "{e}"
         );
     }
@@ -450,7 +452,7 @@ mod tests {
         };
         let e = Node::build("rediss://127.0.0.1:1", options).expect_err("no file");
         assert!(
-            matches!(e, Error::Config(ref m) if m.contains("CA file")),
+            matches!(e, InputError::Config(ref m) if m.contains("CA file")),
             "{e}"
         );
     }
