@@ -13,7 +13,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redlock::{Redlock, Retry};
-use redlock_chaos::history::{Section, WriteAttempt, now_us};
+use redlock_chaos::history::{Running, Section, WriteAttempt, now_us};
 use redlock_chaos::register;
 use redlock_single::broken::{self, Break};
 use tokio::signal::unix::{SignalKind, signal};
@@ -51,17 +51,14 @@ pub(crate) struct Args {
     state: PathBuf,
 }
 
-/// Marks whether a section runs now: `1 <ttl ms> <start µs> <planned end µs>`, or `0`.
+/// Marks in the state file whether a section runs now, for how long it is planned.
 fn in_section(state: &std::path::Path, now: Option<(u64, Duration)>) {
-    let text = match now {
-        Some((ttl_ms, hold)) => {
-            let start = now_us();
-            let end = start + u64::try_from(hold.as_micros()).unwrap_or(u64::MAX);
-            format!("1 {ttl_ms} {start} {end}")
-        }
-        None => "0".to_owned(),
-    };
-    let _ = std::fs::write(state, text);
+    let running = now.map(|(ttl_ms, hold)| {
+        let start = now_us();
+        let end = start + u64::try_from(hold.as_micros()).unwrap_or(u64::MAX);
+        Running { ttl_ms, start, end }
+    });
+    Running::write(state, running);
 }
 
 /// The longest a section usually lasts; one in four lasts a quarter to three quarters of the

@@ -78,3 +78,69 @@ pub struct Fault {
     /// Whether it stays inside the assumptions under which mutual exclusion holds.
     pub inside: bool,
 }
+
+/// The section a client runs now, as its state file says while the section lasts, so that the
+/// campaign can pause a client inside one and end an episode when a long one began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Running {
+    /// The client's ttl (ms).
+    pub ttl_ms: u64,
+    /// When the section began.
+    pub start: u64,
+    /// When it plans to end.
+    pub end: u64,
+}
+
+impl Running {
+    /// The state file's text: `1 <ttl ms> <start µs> <planned end µs>` while a section runs,
+    /// `0` when none does.
+    pub fn text(now: Option<Running>) -> String {
+        match now {
+            Some(r) => format!("1 {} {} {}", r.ttl_ms, r.start, r.end),
+            None => "0".to_owned(),
+        }
+    }
+
+    /// The section a state file's text says runs, if any.
+    pub fn parse(text: &str) -> Option<Running> {
+        let mut parts = text.split(' ');
+        if parts.next()? != "1" {
+            return None;
+        }
+        let mut num = || parts.next()?.parse::<u64>().ok();
+        Some(Running {
+            ttl_ms: num()?,
+            start: num()?,
+            end: num()?,
+        })
+    }
+
+    /// Writes the state file at `path` (best effort: a missed write only delays a fault).
+    pub fn write(path: &std::path::Path, now: Option<Running>) {
+        let _ = std::fs::write(path, Running::text(now));
+    }
+
+    /// Reads the state file at `path`.
+    pub fn read(path: &std::path::Path) -> Option<Running> {
+        Running::parse(&std::fs::read_to_string(path).ok()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_section_reads_back_as_written_and_an_idle_client_as_none() {
+        let r = Running {
+            ttl_ms: 4_000,
+            start: 1_764_000_000_000_000,
+            end: 1_764_000_002_500_000,
+        };
+        assert_eq!(Running::parse(&Running::text(Some(r))), Some(r));
+        assert_eq!(Running::parse(&Running::text(None)), None);
+        for torn in ["", "1", "1 4000 12", "1 x 1 2", "2 1 2 3"] {
+            assert_eq!(Running::parse(torn), None, "{torn:?}");
+        }
+    }
+}

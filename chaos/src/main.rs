@@ -4,6 +4,9 @@
 
 mod campaign;
 mod client;
+mod report;
+mod schedule;
+mod world;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,250 @@
+//! The campaign's world: the masters, proxies and clients, which of them a fault holds now and
+//! until when, the faults in progress and how each ends, and what is left on the masters
+//! afterwards.
+
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use redlock_chaos::history::{Fault, Running, now_us};
+use redlock_testkit::{Persistence, Proxy, ProxyFaults, RedisServer};
+
+/// A fault in progress and what ends it.
+#[derive(Debug)]
+pub(crate) struct Active {
+    /// The recorded spans it ends (one per master it hits).
+    pub(crate) faults: Vec<usize>,
+    pub(crate) until: Instant,
+    pub(crate) undo: Undo,
+}
+
+/// Whether an episode may end now: a client of the longest ttl is in a section that began
+/// during the pause (so its lock is on a bare quorum) and will last 5 s more, long
+/// enough for another client to try the lock once the restarted master may vote.
+pub(crate) fn ripe(w: &World, x: &Active) -> bool {
+    if !matches!(x.undo, Undo::ResumeThenEmpty(..)) {
+        return false;
+    }
+    let began = x.faults.first().map_or(0, |&f| w.faults[f].start);
+    let later = now_us() + 5_000_000;
+    w.in_section
+        .iter()
+        .flatten()
+        .any(|r| r.ttl_ms == w.longest_ttl && r.start > began && r.end > later)
+}
+
+#[derive(Debug)]
+pub(crate) enum Undo {
+    Resume(Vec<usize>),
+    /// Resume the paused masters, then restart another empty: a lock taken on a bare quorum
+    /// while they were paused loses one of its masters.
+    ResumeThenEmpty(Vec<usize>, usize),
+    Start(usize, Persistence),
+    Clock(usize),
+    Net(usize, usize),
+    Client(usize),
+}
+
+pub(crate) struct World {
+    pub(crate) masters: Vec<RedisServer>,
+    /// Whether each master is down or paused now (no other fault can hit it then).
+    pub(crate) stopped: Vec<bool>,
+    pub(crate) persistence: Vec<Persistence>,
+    /// Until when each master counts as faulty: down, paused, cut off, or not yet voting after
+    /// a restart.
+    pub(crate) busy_until: Vec<Instant>,
+    pub(crate) proxies: Vec<Vec<Proxy>>,
+    pub(crate) clients: Vec<Child>,
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) active: Vec<Active>,
+    pub(crate) aof_restarts: Vec<bool>,
+    pub(crate) restart_wait: Duration,
+    pub(crate) last_mass_restart: Option<Instant>,
+    /// The longest ttl of the clients (ms).
+    pub(crate) longest_ttl: u64,
+    /// Each client's state file.
+    pub(crate) states: Vec<PathBuf>,
+    /// The section each client was in at the last reading of the state files, and when that was.
+    pub(crate) in_section: Vec<Option<Running>>,
+    pub(crate) read_at: Instant,
+}
+
+impl World {
+    /// Reads the clients' state files again if the last reading is 100 ms old.
+    pub(crate) fn read_sections(&mut self) {
+        if self.read_at.elapsed() >= Duration::from_millis(100) {
+            self.in_section = self.states.iter().map(|p| Running::read(p)).collect();
+            self.read_at = Instant::now();
+        }
+    }
+
+    /// The section client `c` runs now, read from its state file.
+    pub(crate) fn running(&self, c: usize) -> Option<Running> {
+        Running::read(&self.states[c])
+    }
+
+    pub(crate) fn faulty(&self, now: Instant) -> usize {
+        self.busy_until.iter().filter(|&&b| b > now).count()
+    }
+
+    /// The masters a fault may hit now: running, and either counted faulty already or with
+    /// room for one more faulty master within `minority`.
+    pub(crate) fn targets(&self, now: Instant, minority: usize) -> Vec<usize> {
+        let room = self.faulty(now) < minority;
+        (0..self.masters.len())
+            .filter(|&m| !self.stopped[m] && (room || self.busy_until[m] > now))
+            .collect()
+    }
+
+    /// Marks `m` faulty until at least `until`.
+    pub(crate) fn busy(&mut self, m: usize, until: Instant) {
+        self.busy_until[m] = self.busy_until[m].max(until);
+    }
+
+    pub(crate) fn record(&mut self, kind: &str, target: String, inside: bool) -> usize {
+        let t = now_us();
+        self.faults.push(Fault {
+            kind: kind.to_owned(),
+            target,
+            start: t,
+            end: t,
+            inside,
+        });
+        self.faults.len() - 1
+    }
+
+    pub(crate) fn end(&mut self, a: Active) {
+        let t = now_us();
+        for &f in &a.faults {
+            self.faults[f].end = t;
+        }
+        match a.undo {
+            Undo::Resume(ms) => {
+                for m in ms {
+                    let _ = self.masters[m].resume();
+                    self.stopped[m] = false;
+                }
+            }
+            Undo::ResumeThenEmpty(paused, other) => {
+                for m in paused {
+                    let _ = self.masters[m].resume();
+                    self.stopped[m] = false;
+                }
+                if !self.stopped[other] {
+                    self.kill(other, Persistence::None, "restart-empty", true);
+                }
+            }
+            Undo::Start(m, p) => {
+                if let Err(e) = self.masters[m].restart_with(p) {
+                    eprintln!("chaos: restarting m{m}: {e}");
+                }
+                self.persistence[m] = p;
+                self.stopped[m] = false;
+                if p == Persistence::AofAlways {
+                    self.aof_restarts[m] = true;
+                }
+                self.busy(m, Instant::now() + self.restart_wait);
+            }
+            Undo::Clock(m) => {
+                if let Some(c) = self.masters[m].clock() {
+                    let _ = c.set_rate(1.0);
+                }
+            }
+            Undo::Net(c, m) => {
+                self.proxies[c][m].set_faults(ProxyFaults::default());
+            }
+            Undo::Client(c) => {
+                let _ = signal_client(&self.clients[c], Signal::SIGCONT);
+            }
+        }
+    }
+
+    /// Pauses `masters` for `d`, records a span for each, and schedules `undo` at the end
+    /// (which resumes them).
+    pub(crate) fn pause_set(
+        &mut self,
+        masters: &[usize],
+        d: Duration,
+        kind: &str,
+        inside: bool,
+        undo: Undo,
+    ) {
+        let now = Instant::now();
+        let mut faults = Vec::new();
+        for &m in masters {
+            let _ = self.masters[m].pause();
+            self.stopped[m] = true;
+            self.busy(m, now + d);
+            faults.push(self.record(kind, format!("m{m}"), inside));
+        }
+        self.active.push(Active {
+            faults,
+            until: now + d,
+            undo,
+        });
+    }
+
+    /// Kills master `m` now and schedules its restart with `p` in a moment.
+    pub(crate) fn kill(&mut self, m: usize, p: Persistence, kind: &str, inside: bool) {
+        let f = self.record(kind, format!("m{m}"), inside);
+        let _ = self.masters[m].kill();
+        self.stopped[m] = true;
+        let down = Duration::from_millis(100 + (now_us() % 900));
+        self.busy(m, Instant::now() + down + self.restart_wait);
+        self.active.push(Active {
+            faults: vec![f],
+            until: Instant::now() + down,
+            undo: Undo::Start(m, p),
+        });
+    }
+}
+
+pub(crate) fn signal_client(c: &Child, s: Signal) -> nix::Result<()> {
+    killpg(Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)), s)
+}
+
+/// Lock keys left on the masters after the run: those on masters never restarted from an AOF
+/// (leaks), and those on masters that were (a release that a master missed while down comes
+/// back with its AOF, and expires with its ttl).
+pub(crate) fn leaks(w: &World) -> (usize, usize) {
+    let mut leaked = 0;
+    let mut restored = 0;
+    for (m, server) in w.masters.iter().enumerate() {
+        let Ok(redlock_testkit::Reply::Array(Some(keys))) = server.cmd(&["KEYS", "redlock:*"])
+        else {
+            continue;
+        };
+        let locks = keys
+            .iter()
+            .filter_map(|k| k.as_str())
+            .filter(|k| {
+                !k.ends_with(":fence")
+                    && *k != "redlock:incarnation"
+                    && *k != "redlock:restart-delay"
+            })
+            .count();
+        if w.aof_restarts[m] {
+            restored += locks;
+        } else {
+            leaked += locks;
+        }
+    }
+    (leaked, restored)
+}
+
+/// `redlock-chaos section` processes of this campaign still running (tool mode).
+pub(crate) fn stray_sections(register: u16) -> usize {
+    let wanted = format!("section\0--register\0{register}\0");
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
