@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lease::{Extension, Lease, LeaseWriter, run_extended};
+use crate::lease::{self, BoxError, Extension, Held, Lease, LeaseWriter};
 use crate::protocol::key::{LockKey, Token};
 use crate::protocol::master::{Connection, Master};
 use crate::protocol::validity::drift;
@@ -158,14 +158,7 @@ impl<M: Master> Guard<M> {
         work: impl Future<Output = T>,
         ttl: Duration,
     ) -> Option<T> {
-        let extend = || async {
-            match self.extend(ttl).await {
-                Ok(()) => Extension::Done,
-                Err(Error::Lost { .. }) => Extension::Lost,
-                Err(e) => Extension::Failed(Box::new(e)),
-            }
-        };
-        run_extended(self.lease.lease(), extend, work, ttl).await
+        lease::keep_extended(self, work, ttl).await
     }
 
     fn lost_error(&self) -> Error {
@@ -183,6 +176,20 @@ impl<M: Master> std::ops::Deref for Guard<M> {
 
     fn deref(&self) -> &Lease {
         self.lease.lease()
+    }
+}
+
+impl<M: Master> Held for Guard<M> {
+    async fn extend_once(&self, ttl: Duration) -> Extension {
+        match self.extend(ttl).await {
+            Ok(()) => Extension::Done,
+            Err(Error::Lost { .. }) => Extension::Lost,
+            Err(e) => Extension::Failed(Box::new(e)),
+        }
+    }
+
+    async fn release_now(self) -> Result<(), BoxError> {
+        Ok(self.release().await?)
     }
 }
 

@@ -1,8 +1,9 @@
 //! A held lock's lease: the read half, [`Lease`], that users see (fencing token, validity, the
 //! lost-lock signal), and the write half, [`LeaseWriter`], that the lock implementation keeps
 //! (renewals and marking it lost); plus [`run_extended`], the loop that keeps a lock extended
-//! while some work runs. For lock implementations: both lock types of this workspace are built
-//! on it.
+//! while some work runs, and over a guard that is [`Held`], [`keep_extended`] and
+//! [`run_held`] (the body of `with_lock`). For lock implementations: both lock types of this
+//! workspace are built on it.
 //!
 //! The rules the writer keeps: an extension moves the deadline to what that extension gives,
 //! earlier or later, never more; before it is sent, the deadline moves to the earliest the
@@ -261,7 +262,61 @@ pub enum Extension {
     Capped,
     /// Failed for now (a master did not answer): try again soon. The error says why, for the
     /// log.
-    Failed(Box<dyn std::error::Error + Send + Sync>),
+    Failed(BoxError),
+}
+
+/// A held lock as the extension loop sees it: the guards of both lock types, so that keeping
+/// a lock extended ([`keep_extended`]) and running work under it ([`run_held`]) are written
+/// once. For lock implementations.
+pub trait Held: std::ops::Deref<Target = Lease> + Sized {
+    /// Extends the lock by `ttl` once, and says how that went.
+    fn extend_once(&self, ttl: Duration) -> impl Future<Output = Extension> + Send;
+
+    /// Releases the lock; why not, when that failed.
+    fn release_now(self) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// An error of any lock type, for the log.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs `work` while extending `held` by `ttl` every third of the ttl: `Some(output)` when
+/// `work` finished, `None` as soon as the lock is lost (then `work` is dropped at its next
+/// await point). An extension in flight when `work` ends is awaited first, so that a release
+/// that follows is not raced by it. See [`run_extended`].
+///
+/// # Cancel safety
+///
+/// Dropping it drops `work` and the extension in flight; the lock stays held until released
+/// or its validity ends.
+pub async fn keep_extended<H: Held, T>(
+    held: &H,
+    work: impl Future<Output = T>,
+    ttl: Duration,
+) -> Option<T> {
+    run_extended(held, || held.extend_once(ttl), work, ttl).await
+}
+
+/// The body of every `with_lock`: runs `work` (given the lease) under `held`, kept extended by
+/// `ttl`, then releases it and returns `Some(output)`; `None` when the lock was lost first (the
+/// guard is dropped then, which releases it in the background). A failed release at the end is
+/// logged, not returned: the work is done, and the ttl ends the lock.
+///
+/// # Cancel safety
+///
+/// Dropping it drops `work` and the guard, which releases the lock in the background.
+pub async fn run_held<H, F, Fut, T>(held: H, ttl: Duration, work: F) -> Option<T>
+where
+    H: Held,
+    F: FnOnce(Lease) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let work = work(Lease::clone(&held));
+    let out = keep_extended(&held, work, ttl).await?;
+    let resource = held.resource().to_owned();
+    if let Err(e) = held.release_now().await {
+        tracing::warn!(resource, error = %e, "release after with_lock failed");
+    }
+    Some(out)
 }
 
 /// The loop behind `keep_extended` of both guard types: runs `work` while calling `extend`
@@ -420,5 +475,80 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(1), writer.lease().lost())
             .await
             .expect("lost() of a lost lease returns at once");
+    }
+
+    /// A guard of a lock on nothing: its extensions renew the lease for the ttl while `grant`
+    /// says so and lose it otherwise; its release is counted, and fails.
+    struct Fake {
+        writer: LeaseWriter,
+        grant: bool,
+        released: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl std::ops::Deref for Fake {
+        type Target = Lease;
+
+        fn deref(&self) -> &Lease {
+            self.writer.lease()
+        }
+    }
+
+    impl Held for Fake {
+        async fn extend_once(&self, ttl: Duration) -> Extension {
+            if !self.grant {
+                self.writer.mark_lost();
+                return Extension::Lost;
+            }
+            let until = Instant::now() + ttl;
+            let r = self.writer.begin(until);
+            assert!(self.writer.finish(r, until));
+            Extension::Done
+        }
+
+        async fn release_now(self) -> Result<(), BoxError> {
+            self.released
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err("the master refused".into())
+        }
+    }
+
+    fn fake(grant: bool) -> (Fake, Arc<std::sync::atomic::AtomicUsize>) {
+        let released = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer = LeaseWriter::new("r".into(), 7, Instant::now() + secs(3.0));
+        let f = Fake {
+            writer,
+            grant,
+            released: released.clone(),
+        };
+        (f, released)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_held_outlives_the_ttl_by_extending_then_releases_once_even_if_that_fails() {
+        let (held, released) = fake(true);
+        // Three ttls long: only the extensions keep the lease alive that long.
+        let out = run_held(held, secs(3.0), |lease| async move {
+            tokio::time::sleep(secs(9.0)).await;
+            assert!(!lease.is_lost());
+            lease.fence()
+        })
+        .await;
+        assert_eq!(out, Some(7));
+        assert_eq!(released.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_held_drops_the_work_when_an_extension_is_refused_and_does_not_release() {
+        let (held, released) = fake(false);
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = finished.clone();
+        let out = run_held(held, secs(3.0), |_| async move {
+            tokio::time::sleep(secs(9.0)).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+        .await;
+        assert_eq!(out, None);
+        assert!(!finished.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(released.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

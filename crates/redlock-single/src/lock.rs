@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::background::DropGuard;
 use crate::error::{Error, Result};
 use crate::guard::{Guard, release_later};
-use crate::lease::{Lease, LeaseWriter};
+use crate::lease::{self, Lease, LeaseWriter};
 use crate::options::LockOptions;
 use crate::protocol::error::{MasterError, MasterErrorKind};
 use crate::protocol::key::{LockKey, Token};
@@ -111,14 +111,11 @@ impl<M: Master> Lock<M> {
             .await
     }
 
-    /// Takes the lock (waiting per the retry policy), runs `work` while keeping the lock
-    /// extended in the background, releases the lock and returns what `work` returned.
-    ///
-    /// The lock is extended by its ttl every third of the ttl. If it is lost (an extension is
-    /// refused, or the validity runs out while the master does not answer), `work` is dropped
-    /// at its next await point and [`Error::Lost`] is returned. An extension in flight when
-    /// `work` ends is awaited before the release. A failed release at the end is logged, not
-    /// returned: the work is done, and the ttl ends the lock.
+    /// Takes the lock (waiting per the retry policy) and runs `work` under it with
+    /// [`lease::run_held`]: extended by its ttl every third of the ttl, released when `work`
+    /// returns, whose output this returns. If the lock is lost first (an extension is refused,
+    /// or the validity runs out while the master does not answer), `work` is dropped at its
+    /// next await point and [`Error::Lost`] is returned.
     ///
     /// ```no_run
     /// # async fn demo(lock: redlock_single::Lock) -> redlock_single::Result<()> {
@@ -141,18 +138,11 @@ impl<M: Master> Lock<M> {
         Fut: Future<Output = T>,
     {
         let guard = self.acquire(resource).await?;
-        let work = work(guard.lease());
-        match guard.keep_extended(work, self.options.ttl).await {
-            Some(out) => {
-                if let Err(e) = guard.release().await {
-                    tracing::warn!(resource, error = %e, "release after with_lock failed");
-                }
-                Ok(out)
-            }
-            None => Err(Error::Lost {
+        lease::run_held(guard, self.options.ttl, work)
+            .await
+            .ok_or_else(|| Error::Lost {
                 resource: resource.to_owned(),
-            }),
-        }
+            })
     }
 
     /// Reads who holds `resource` on the master, how long its key has left and its fencing

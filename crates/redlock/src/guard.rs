@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use redlock_single::lease::{Extension, Lease, LeaseWriter, run_extended};
+use redlock_single::lease::{self, BoxError, Extension, Held, Lease, LeaseWriter};
 use redlock_single::validity::drift;
 use redlock_single::{Connection, LockKey, Master, Node, Token};
 use tokio::time::Instant;
@@ -297,15 +297,7 @@ impl<M: Master> Guard<M> {
         work: impl Future<Output = T>,
         ttl: Duration,
     ) -> Option<T> {
-        let extend = || async {
-            match self.extend(ttl).await {
-                Ok(()) => Extension::Done,
-                Err(Error::Lost { .. }) => Extension::Lost,
-                Err(Error::Limit { .. }) => Extension::Capped,
-                Err(e) => Extension::Failed(Box::new(e)),
-            }
-        };
-        run_extended(self.lease.lease(), extend, work, ttl).await
+        lease::keep_extended(self, work, ttl).await
     }
 
     fn lost_error(&self) -> Error {
@@ -330,6 +322,21 @@ impl<M: Master> std::ops::Deref for Guard<M> {
 
     fn deref(&self) -> &Lease {
         self.lease.lease()
+    }
+}
+
+impl<M: Master> Held for Guard<M> {
+    async fn extend_once(&self, ttl: Duration) -> Extension {
+        match self.extend(ttl).await {
+            Ok(()) => Extension::Done,
+            Err(Error::Lost { .. }) => Extension::Lost,
+            Err(Error::Limit { .. }) => Extension::Capped,
+            Err(e) => Extension::Failed(Box::new(e)),
+        }
+    }
+
+    async fn release_now(self) -> std::result::Result<(), BoxError> {
+        Ok(self.release().await?)
     }
 }
 

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redlock_single::lease;
 use redlock_single::{Connection, Inspection, Lease, LockKey, Master, Node};
 use tracing::Instrument;
 
@@ -140,14 +141,12 @@ impl<M: Master> Redlock<M> {
             .await
     }
 
-    /// Takes the lock (waiting per the retry policy), runs `work` while keeping the lock
-    /// extended every third of the ttl, releases the lock and returns what `work` returned.
-    ///
-    /// If the lock is lost (an extension is refused by a quorum, the validity runs out while
-    /// the masters do not answer, or a cap set on the builder is reached), `work` is dropped at
-    /// its next await point and [`Error::Lost`] is returned. An extension in flight when `work`
-    /// ends is awaited before the release. A failed release at the end is logged, not
-    /// returned: the work is done, and the ttl ends the lock.
+    /// Takes the lock (waiting per the retry policy) and runs `work` under it with
+    /// [`lease::run_held`]: extended on every master every third of the ttl, released when
+    /// `work` returns, whose output this returns. If the lock is lost first (a quorum refuses
+    /// an extension, the validity runs out while the masters do not answer, or a cap set on
+    /// the builder is reached), `work` is dropped at its next await point and [`Error::Lost`]
+    /// is returned.
     ///
     /// ```no_run
     /// # async fn demo(locks: redlock::Redlock) -> redlock::Result<()> {
@@ -167,18 +166,11 @@ impl<M: Master> Redlock<M> {
         Fut: Future<Output = T>,
     {
         let guard = self.acquire(resource).await?;
-        let work = work(guard.lease());
-        match guard.keep_extended(work, self.shared.options.ttl).await {
-            Some(out) => {
-                if let Err(e) = guard.release().await {
-                    tracing::warn!(resource, error = %e, "release after with_lock failed");
-                }
-                Ok(out)
-            }
-            None => Err(Error::Lost {
+        lease::run_held(guard, self.shared.options.ttl, work)
+            .await
+            .ok_or_else(|| Error::Lost {
                 resource: resource.to_owned(),
-            }),
-        }
+            })
     }
 
     /// Asks every master who holds `resource`, how long its key has left and its fencing
