@@ -7,6 +7,7 @@ use std::path::PathBuf;
 #[cfg(feature = "tls")]
 use crate::protocol::error::InputError as Error;
 
+#[cfg(feature = "tls")]
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How to talk TLS to `rediss://` masters.
