@@ -148,21 +148,20 @@ pub(crate) async fn attempt<M: Master>(
     let asks = (0..n).map(|i| ask(s.clone(), lock.clone(), progress.clone(), i, timed));
     let mut round = crate::round::started(asks);
     let mut ballot = Ballot::new(n);
-    while ballot.verdict() == Verdict::Pending {
-        let Some((i, answer)) = round.next().await else {
-            break;
-        };
-        let vote = match answer {
-            Answer::Yes(fence, conn) => Vote::Yes(fence, conn),
-            Answer::No => {
-                Progress::mark(&progress.refused, i, true);
-                Vote::No
-            }
-            Answer::Failed(cause, _) => Vote::Failed(cause),
-            Answer::NotAsked => Vote::NotAsked,
-        };
-        ballot.record(i, vote);
-    }
+    round
+        .settle(&mut ballot, |ballot, (i, answer)| {
+            let vote = match answer {
+                Answer::Yes(fence, conn) => Vote::Yes(fence, conn),
+                Answer::No => {
+                    Progress::mark(&progress.refused, i, true);
+                    Vote::No
+                }
+                Answer::Failed(cause, _) => Vote::Failed(cause),
+                Answer::NotAsked => Vote::NotAsked,
+            };
+            ballot.record(i, vote);
+        })
+        .await;
     progress.settled.store(true, Ordering::Release);
     if ballot.verdict() != Verdict::Reached {
         // Masters still out are not waited for: their answers are drained in the background,
@@ -252,14 +251,13 @@ async fn raise<C: Connection>(
     for _ in 0..already {
         tally.yes();
     }
-    while tally.verdict() == Verdict::Pending {
-        match round.next().await {
-            Some(Ok(true)) => tally.yes(),
-            Some(Ok(false)) => tally.refused(),
-            Some(Err(_)) => tally.failed(),
-            None => break,
-        }
-    }
+    round
+        .settle(&mut tally, |tally, answer| match answer {
+            Ok(true) => tally.yes(),
+            Ok(false) => tally.refused(),
+            Err(_) => tally.failed(),
+        })
+        .await;
     tally.yeses()
 }
 

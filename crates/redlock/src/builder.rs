@@ -4,8 +4,6 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use redlock_single::validity::drift;
 use redlock_single::{LockOptions, Master, Node};
 
@@ -95,15 +93,11 @@ impl RedlockBuilder {
         let n = nodes.len();
         let mut tally = Tally::new(n);
         let mut failures = Vec::new();
-        let mut ready: FuturesUnordered<_> = nodes
-            .iter()
-            .map(|node| async move { (node, node.wait_ready(self.options.connect_timeout).await) })
-            .collect();
-        while tally.verdict() == Verdict::Pending {
-            let Some((node, r)) = ready.next().await else {
-                break;
-            };
-            match r {
+        let mut ready = crate::round::started(nodes.iter().map(|node| async move {
+            (node, node.wait_ready(self.options.connect_timeout).await)
+        }));
+        ready
+            .settle(&mut tally, |tally, (node, r)| match r {
                 Ok(()) => tally.yes(),
                 Err(e) => {
                     tally.failed();
@@ -112,8 +106,8 @@ impl RedlockBuilder {
                         cause: Cause::Failed(e),
                     });
                 }
-            }
-        }
+            })
+            .await;
         drop(ready);
         if tally.verdict() != Verdict::Reached {
             return Err(Error::Connect {

@@ -259,26 +259,22 @@ impl<M: Master> Guard<M> {
         let mut pending = crate::round::started(requests);
         let mut tally = Tally::new(s.n());
         let mut failures = Vec::new();
-        while tally.verdict() == Verdict::Pending {
-            let Some((i, answer)) = pending.next().await else {
-                break;
-            };
-            let cause = match answer {
-                Ok(true) => {
-                    tally.yes();
-                    continue;
-                }
-                Ok(false) => {
-                    tally.refused();
-                    Cause::Refused
-                }
-                Err(e) => {
-                    tally.failed();
-                    Cause::Failed(e)
-                }
-            };
-            failures.push(s.failure(i, cause));
-        }
+        pending
+            .settle(&mut tally, |tally, (i, answer)| {
+                let cause = match answer {
+                    Ok(true) => return tally.yes(),
+                    Ok(false) => {
+                        tally.refused();
+                        Cause::Refused
+                    }
+                    Err(e) => {
+                        tally.failed();
+                        Cause::Failed(e)
+                    }
+                };
+                failures.push(s.failure(i, cause));
+            })
+            .await;
         (Count { tally, failures }, pending)
     }
 

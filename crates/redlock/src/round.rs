@@ -1,5 +1,7 @@
 //! Every fan-out to the masters: the requests of a round, awaited as they answer, each polled
-//! (and so sent) at the first pass, before any answer is counted.
+//! (and so sent) at the first pass, before any answer is counted; and [`Requests::settle`],
+//! the one loop that counts the answers until the outcome is known (acquire, raise, extend,
+//! release and connect all use it).
 //!
 //! `FuturesUnordered` polls the futures that are ready in turn, but stops a pass early once two
 //! of them woke themselves while being polled, as tokio's resources do when a task has used up
@@ -14,6 +16,14 @@ use std::pin::Pin;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use crate::tally::Verdict;
+
+/// A count of answers that knows when its outcome is decided: a tally, or an acquire's ballot.
+pub(crate) trait Settles {
+    /// Pending while more answers could change the outcome.
+    fn verdict(&self) -> Verdict;
+}
+
 /// Requests to the masters, awaited as they answer.
 pub(crate) struct Requests<F: Future> {
     // Boxed: a request's future is large, and a box moves as a pointer.
@@ -27,6 +37,22 @@ impl<F: Future> Requests<F> {
         // `FuturesUnordered` would cut its pass short after two: unconstrained, every pass
         // polls every request that is ready. The work per pass is bounded by the masters.
         tokio::task::unconstrained(self.running.next()).await
+    }
+
+    /// Takes the answers as they come, giving each to `count` with `counter`, until the
+    /// counter's verdict is no longer pending or every request has answered. The requests
+    /// still out then stay here, running whether awaited or not.
+    pub(crate) async fn settle<C: Settles>(
+        &mut self,
+        counter: &mut C,
+        mut count: impl FnMut(&mut C, F::Output),
+    ) {
+        while counter.verdict() == Verdict::Pending {
+            let Some(answer) = self.next().await else {
+                break;
+            };
+            count(counter, answer);
+        }
     }
 
     /// How many requests have not answered yet (or whose answers were not taken).
@@ -82,5 +108,44 @@ mod tests {
         })
         .await;
         assert_eq!(polled.load(Ordering::SeqCst), 8, "a pass stopped short");
+    }
+
+    /// A request that answers `yes` at once, or never.
+    async fn answer(yes: Option<bool>) -> bool {
+        match yes {
+            Some(yes) => yes,
+            None => std::future::pending().await,
+        }
+    }
+
+    #[tokio::test]
+    async fn settle_stops_at_the_verdict_and_leaves_the_masters_still_out_running() {
+        use futures::FutureExt;
+
+        use crate::tally::Tally;
+
+        // Two of three say yes at once, the third never answers: a quorum of 2 is reached
+        // without waiting for it, in the first poll.
+        let mut requests = started([Some(true), None, Some(true)].map(answer));
+        let mut tally = Tally::new(3);
+        let settled = requests
+            .settle(&mut tally, |t, yes| if yes { t.yes() } else { t.refused() })
+            .now_or_never();
+        assert!(
+            settled.is_some(),
+            "waited for the master that never answers"
+        );
+        assert_eq!(tally.verdict(), Verdict::Reached);
+        assert_eq!(requests.len(), 1);
+
+        // A count decided before any answer takes none.
+        let mut requests = started([None, None].map(answer));
+        let mut hopeless = Tally::with_quorum(2, 3);
+        let mut taken = 0;
+        let settled = requests
+            .settle(&mut hopeless, |_, _| taken += 1)
+            .now_or_never();
+        assert!(settled.is_some());
+        assert_eq!((taken, requests.len()), (0, 2));
     }
 }

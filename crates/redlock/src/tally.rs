@@ -4,6 +4,7 @@
 use redlock_single::MasterErrorKind;
 
 use crate::error::Cause;
+use crate::round::Settles;
 
 /// The quorum of `masters`: a strict majority, `N/2 + 1`.
 pub(crate) fn quorum(masters: usize) -> usize {
@@ -243,6 +244,18 @@ pub(crate) fn plan_fence(yes: &[(usize, u64)], quorum: usize) -> FencePlan {
         fence,
         at_fence,
         to_raise,
+    }
+}
+
+impl Settles for Tally {
+    fn verdict(&self) -> Verdict {
+        Tally::verdict(self)
+    }
+}
+
+impl<C> Settles for Ballot<C> {
+    fn verdict(&self) -> Verdict {
+        Ballot::verdict(self)
     }
 }
 
