@@ -7,7 +7,8 @@
 //!   defaults and checks, and [`lock_option_setters!`], their setters on a builder.
 //! - [`guard`](Guard): [`Guard`], a held lock: extend, release.
 //! - [`lease`]: [`Lease`], what a holder sees (fence, validity, lost signal), its writer half,
-//!   and the extension loop; for lock implementations too.
+//!   the extension loop, and [`Held`](lease::Held), a guard as that loop sees it, under
+//!   `keep_extended` and `with_lock` of both lock types; for lock implementations too.
 //! - [`protocol`]: the per-master protocol in one module: the [`Master`] and [`Connection`]
 //!   traits and [`MasterError`], keys and tokens, the Lua [`scripts`], [`validity`]
 //!   arithmetic (pure), and [`Node`], its implementation over fred (the connection, the script

@@ -7,7 +7,8 @@
 //! - [`builder`](RedlockBuilder): the settings, checked; connecting to a quorum.
 //! - `attempt`: one attempt: parallel requests, settling early, validity, fencing, undo.
 //! - [`guard`](Guard): [`Guard`]: extend, release and the lost signal over N masters.
-//! - `round`: the start of every fan-out: each request sent before any answer is counted.
+//! - `round`: every fan-out: each request sent before any answer is counted, and `settle`,
+//!   the one loop that counts answers until the verdict is known.
 //! - `shared`: what the locks of one `Redlock` share.
 //! - [`status`](Status): [`Status`], every master's view of one resource.
 //! - `tally`: quorum counting and fence selection (pure).
