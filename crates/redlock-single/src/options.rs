@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::background::Background;
-use crate::protocol::error::InputError as Error;
-
-type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::protocol::error::InputError;
 use crate::protocol::key::{DEFAULT_PREFIX, RestartKeys, check_prefix};
 use crate::protocol::master::Master;
 use crate::protocol::node::{DEFAULT_MAX_IN_FLIGHT, NodeOptions};
@@ -90,21 +88,23 @@ impl Default for LockOptions {
 
 impl LockOptions {
     /// Checks the settings; returns the per-request timeout they give. Fails with
-    /// [`Error::Config`] on a ttl out of range, a timeout that leaves no validity, a drift
+    /// [`InputError::Config`] on a ttl out of range, a timeout that leaves no validity, a drift
     /// factor out of range, a zero connect timeout or in-flight bound, a bad prefix or retry
     /// policy.
-    pub fn check(&self) -> Result<Duration> {
+    pub fn check(&self) -> Result<Duration, InputError> {
         let timeout = crate::protocol::validity::check(self.ttl, self.timeout, self.drift_factor)
-            .map_err(Error::Config)?;
+            .map_err(InputError::Config)?;
         if self.connect_timeout.is_zero() {
-            return Err(Error::Config("connect timeout must be above zero".into()));
+            return Err(InputError::Config(
+                "connect timeout must be above zero".into(),
+            ));
         }
         if self.max_in_flight == 0 {
-            return Err(Error::Config(
+            return Err(InputError::Config(
                 "max_in_flight must be at least 1: no request could be sent".into(),
             ));
         }
-        check_prefix(&self.prefix).map_err(Error::Config)?;
+        check_prefix(&self.prefix).map_err(InputError::Config)?;
         self.retry.validate()?;
         Ok(timeout)
     }
@@ -122,7 +122,11 @@ impl LockOptions {
 
     /// The restart guard's state over `masters`, with the per-request `timeout` that
     /// [`check`](Self::check) gave, sharing one new [`Background`].
-    pub fn voters<M: Master>(&self, masters: Vec<M>, timeout: Duration) -> Result<Arc<Voters<M>>> {
+    pub fn voters<M: Master>(
+        &self,
+        masters: Vec<M>,
+        timeout: Duration,
+    ) -> Result<Arc<Voters<M>>, InputError> {
         let keys = RestartKeys::new(&self.prefix)?;
         Ok(Arc::new(Voters::new(
             masters,

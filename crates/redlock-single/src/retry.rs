@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::protocol::InputError as Error;
+use crate::protocol::InputError;
 
 /// How [`acquire`](crate::Lock::acquire) waits for a lock that someone else holds.
 ///
@@ -84,8 +84,8 @@ impl Retry {
     }
 
     /// Checks that the policy can work: non-zero delays, `min <= max`, at least one attempt.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |msg: &str| Err(Error::Config(format!("retry policy: {msg}")));
+    pub fn validate(&self) -> Result<(), InputError> {
+        let bad = |msg: &str| Err(InputError::Config(format!("retry policy: {msg}")));
         match self.backoff {
             Backoff::Linear(d) if d.is_zero() => return bad("the delay must be above zero"),
             Backoff::Exponential { min, .. } if min.is_zero() => {
@@ -114,11 +114,11 @@ impl Retry {
         &self,
         transient: impl Fn(&E) -> bool,
         mut attempt: F,
-    ) -> std::result::Result<T, E>
+    ) -> Result<T, E>
     where
         E: Display,
         F: FnMut(u32) -> Fut,
-        Fut: Future<Output = std::result::Result<T, E>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         let start = tokio::time::Instant::now();
         let mut schedule = self.schedule();

@@ -5,9 +5,7 @@ use std::fmt;
 
 use fred::bytes_utils::Str;
 
-use crate::protocol::error::InputError as Error;
-
-type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::protocol::error::InputError;
 
 /// The default key prefix: keys are `redlock:{resource}` and `redlock:{resource}:fence`.
 pub const DEFAULT_PREFIX: &str = "redlock:";
@@ -35,23 +33,23 @@ pub struct LockKey {
 }
 
 impl LockKey {
-    /// The keys of `resource` under `prefix`. Fails with [`Error::InvalidResource`] on an
-    /// empty name or one longer than [`MAX_RESOURCE_LEN`], and with [`Error::Config`] on a prefix
+    /// The keys of `resource` under `prefix`. Fails with [`InputError::InvalidResource`] on an
+    /// empty name or one longer than [`MAX_RESOURCE_LEN`], and with [`InputError::Config`] on a prefix
     /// that [`check_prefix`] refuses.
-    pub fn new(prefix: &str, resource: &str) -> Result<LockKey> {
+    pub fn new(prefix: &str, resource: &str) -> Result<LockKey, InputError> {
         if resource.is_empty() {
-            return Err(Error::InvalidResource {
+            return Err(InputError::InvalidResource {
                 resource: resource.to_owned(),
                 reason: "the resource name is empty",
             });
         }
         if resource.len() > MAX_RESOURCE_LEN {
-            return Err(Error::InvalidResource {
+            return Err(InputError::InvalidResource {
                 resource: resource.to_owned(),
                 reason: "the resource name is longer than 1024 bytes",
             });
         }
-        check_prefix(prefix).map_err(Error::Config)?;
+        check_prefix(prefix).map_err(InputError::Config)?;
         // One buffer, `{prefix}{{resource}}:fence`, with the lock key a slice of it: made on
         // every acquire.
         const FENCE: &str = ":fence";
@@ -128,8 +126,8 @@ pub struct RestartKeys {
 
 impl RestartKeys {
     /// The keys under `prefix` (checked with [`check_prefix`]).
-    pub fn new(prefix: &str) -> Result<RestartKeys> {
-        check_prefix(prefix).map_err(Error::Config)?;
+    pub fn new(prefix: &str) -> Result<RestartKeys, InputError> {
+        check_prefix(prefix).map_err(InputError::Config)?;
         Ok(RestartKeys {
             incarnation: format!("{prefix}incarnation").into(),
             delay: format!("{prefix}restart-delay").into(),
@@ -238,9 +236,9 @@ mod tests {
     #[test]
     fn empty_and_overlong_resources_are_refused() {
         let e = LockKey::new("p:", "").expect_err("empty");
-        assert!(matches!(e, Error::InvalidResource { .. }), "{e}");
+        assert!(matches!(e, InputError::InvalidResource { .. }), "{e}");
         let e = LockKey::new("p:", &"x".repeat(MAX_RESOURCE_LEN + 1)).expect_err("long");
-        assert!(matches!(e, Error::InvalidResource { .. }), "{e}");
+        assert!(matches!(e, InputError::InvalidResource { .. }), "{e}");
         assert!(LockKey::new("p:", &"x".repeat(MAX_RESOURCE_LEN)).is_ok());
     }
 
@@ -305,7 +303,7 @@ mod tests {
         for prefix in ["a{", "a}", "{}", "x{y}:"] {
             let e = LockKey::new(prefix, "r").expect_err(prefix);
             assert!(
-                matches!(e, Error::Config(ref m) if m.contains("brace")),
+                matches!(e, InputError::Config(ref m) if m.contains("brace")),
                 "{prefix}: {e}"
             );
             assert!(RestartKeys::new(prefix).is_err());

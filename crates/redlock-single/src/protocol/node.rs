@@ -16,8 +16,7 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::protocol::conn::NodeConn;
-use crate::protocol::error::InputError;
-use crate::protocol::error::{Blame, MasterError, MasterErrorKind};
+use crate::protocol::error::{Blame, InputError, MasterError, MasterErrorKind};
 use crate::protocol::master::{Master, MasterResult};
 use crate::protocol::tls::TlsOptions;
 

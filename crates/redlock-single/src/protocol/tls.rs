@@ -5,10 +5,7 @@
 use std::path::PathBuf;
 
 #[cfg(feature = "tls")]
-use crate::protocol::error::InputError as Error;
-
-#[cfg(feature = "tls")]
-type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::protocol::error::InputError;
 
 /// How to talk TLS to `rediss://` masters.
 ///
@@ -31,7 +28,7 @@ impl TlsOptions {
 }
 
 #[cfg(feature = "tls")]
-pub(crate) fn config(options: &TlsOptions) -> Result<fred::types::config::TlsConfig> {
+pub(crate) fn config(options: &TlsOptions) -> Result<fred::types::config::TlsConfig, InputError> {
     use std::sync::Arc;
 
     use fred::rustls::pki_types::pem::PemObject;
@@ -39,18 +36,19 @@ pub(crate) fn config(options: &TlsOptions) -> Result<fred::types::config::TlsCon
     use fred::rustls::{ClientConfig, RootCertStore};
 
     let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
-        Error::Config(format!("TLS {what} {}: {e}", path.display()))
+        InputError::Config(format!("TLS {what} {}: {e}", path.display()))
     };
-    let certs = |path: &std::path::Path, what: &str| -> Result<Vec<CertificateDer<'static>>> {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(what, path, &e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| bad(what, path, &e))?;
-        if certs.is_empty() {
-            return Err(bad(what, path, &"no certificate in the file"));
-        }
-        Ok(certs)
-    };
+    let certs =
+        |path: &std::path::Path, what: &str| -> Result<Vec<CertificateDer<'static>>, InputError> {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(what, path, &e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(what, path, &e))?;
+            if certs.is_empty() {
+                return Err(bad(what, path, &"no certificate in the file"));
+            }
+            Ok(certs)
+        };
     let mut roots = RootCertStore::empty();
     match &options.ca_file {
         Some(path) => {
@@ -69,7 +67,7 @@ pub(crate) fn config(options: &TlsOptions) -> Result<fred::types::config::TlsCon
     let provider = Arc::new(fred::rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS: {e}")))?
+        .map_err(|e| InputError::Config(format!("TLS: {e}")))?
         .with_root_certificates(roots);
     let config = match &options.client_auth {
         None => builder.with_no_client_auth(),
@@ -78,7 +76,7 @@ pub(crate) fn config(options: &TlsOptions) -> Result<fred::types::config::TlsCon
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("client key", key, &e))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| Error::Config(format!("TLS client certificate: {e}")))?
+                .map_err(|e| InputError::Config(format!("TLS client certificate: {e}")))?
         }
     };
     Ok(fred::types::config::TlsConnector::from(config).into())
