@@ -202,11 +202,7 @@ impl Connection for SimConn {
         meta: &str,
     ) -> Result<Option<u64>> {
         let (k, f) = (key.key().to_owned(), key.fence_key().to_owned());
-        let value = if meta.is_empty() {
-            token.as_str().to_owned()
-        } else {
-            format!("{} {meta}", token.as_str())
-        };
+        let value = token.value_with(meta);
         let ttl_ms = ttl.as_secs_f64() * 1000.0;
         let op: Op = Box::new(move |s| {
             if s.live_value(&k).is_some() {

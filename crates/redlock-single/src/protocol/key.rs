@@ -174,8 +174,9 @@ impl Token {
         &self.0
     }
 
-    /// The value stored under the lock key: the token, then a space and the metadata if any.
-    pub(crate) fn value_with(&self, meta: &str) -> String {
+    /// The value stored under the lock key: the token, then a space and the metadata if any
+    /// (what [`Holder::parse`] reads back). For implementations of [`Connection`](crate::Connection).
+    pub fn value_with(&self, meta: &str) -> String {
         if meta.is_empty() {
             self.0.to_string()
         } else {
