@@ -17,6 +17,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 mod bench;
 mod cost;
@@ -91,10 +92,48 @@ fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Set by `ci`: the builds are made once, from whatever is in `target/`, so incremental caches
+/// would only take disk (several times the build itself over a few runs).
+static ONE_SHOT: AtomicBool = AtomicBool::new(false);
+
 fn cargo() -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root());
+    if ONE_SHOT.load(Ordering::Relaxed) && env::var_os("CARGO_INCREMENTAL").is_none() {
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
     cmd
+}
+
+/// What a `cargo xtask ci` from a clean checkout writes under `target/`, in KiB, with a margin
+/// of about twice (the README gives the measured figure).
+const CI_DISK_KIB: u64 = 3 << 20;
+
+/// The KiB free on the file system of `target/` (or of the checkout, before the first build), as
+/// `df` reports them; `None` where there is no `df` or its answer cannot be read.
+fn free_kib() -> Option<u64> {
+    let target = root().join("target");
+    let dir = if target.is_dir() { target } else { root() };
+    let out = Command::new("df").arg("-Pk").arg(&dir).output().ok()?;
+    available_kib(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The `Available` column of `df -P`'s one line under its heading.
+fn available_kib(df: &str) -> Option<u64> {
+    df.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// A warning when the disk may be too small for a clean run, so that a build stopped by a full
+/// disk says why before cargo's own message.
+fn warn_if_disk_low() {
+    if let Some(free) = free_kib().filter(|&kib| kib < CI_DISK_KIB) {
+        eprintln!(
+            "xtask: warning: {:.1} GiB free under target/, less than the {:.1} GiB that a clean \
+             `cargo xtask ci` should have there (a build that was run before needs less)",
+            free as f64 / (1u64 << 20) as f64,
+            CI_DISK_KIB as f64 / (1u64 << 20) as f64,
+        );
+    }
 }
 
 /// Runs `cmd`, echoing it first; fails with its exit status.
@@ -210,6 +249,16 @@ fn chaos(args: &[String]) -> Result {
 }
 
 fn ci() -> Result {
+    ONE_SHOT.store(true, Ordering::Relaxed);
+    warn_if_disk_low();
+    let result = ci_steps();
+    if result.is_err() {
+        warn_if_disk_low();
+    }
+    result
+}
+
+fn ci_steps() -> Result {
     tidy()?;
     ensure_redis()?;
     // The CLI tests run an interactive command under a pseudo-terminal made by script(1).
@@ -345,4 +394,21 @@ fn redis(n: Option<&str>) -> Result {
         "--",
         n,
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::available_kib;
+
+    #[test]
+    fn the_free_disk_is_the_available_column_of_df() {
+        let df = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n\
+                  /dev/vda         264212084 34889420  60396468      37% /\n";
+        assert_eq!(available_kib(df), Some(60_396_468));
+        assert_eq!(
+            available_kib("Filesystem 1024-blocks Used Available\n"),
+            None
+        );
+        assert_eq!(available_kib("heading\n/dev/vda 1 2 lots 3% /\n"), None);
+    }
 }
