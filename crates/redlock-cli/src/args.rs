@@ -171,9 +171,10 @@ pub(crate) struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
-    /// The process group to stop.
+    /// The process id of the tool whose command is watched (for messages: the command's
+    /// group comes on stdin).
     #[arg(long)]
-    pub(crate) group: i32,
+    pub(crate) tool: i32,
 
     /// How long the group has between SIGTERM and SIGKILL.
     #[arg(long, value_parser = duration)]

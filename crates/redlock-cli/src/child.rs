@@ -5,21 +5,26 @@
 //!   grandchild is stopped with its parent.
 //! - **Dies with the tool.** The command asks the kernel for SIGTERM when the tool dies
 //!   (`PR_SET_PDEATHSIG`), and a small watchdog process (the tool's own binary, `redlock
-//!   watch`) holds the reading end of a pipe whose writing end only the tool has: when the tool
-//!   dies, even by SIGKILL, the pipe closes and the watchdog sends SIGTERM to the group, then
+//!   watch`) holds one end of a socket pair whose other end only the tool has: when the tool
+//!   dies, even by SIGKILL, that end closes and the watchdog sends SIGTERM to the group, then
 //!   SIGKILL after the grace period. When the tool ends normally it tells the watchdog first.
+//!   The watchdog starts before the command, and the command sends its group to it before it
+//!   execs: from the command's first instruction on, the watchdog knows what to stop. (A socket
+//!   rather than a pipe: a send to a watchdog that is gone fails without a SIGPIPE.)
 //! - **The terminal.** When the tool runs in the foreground of a terminal, the command's group
 //!   becomes the terminal's foreground group for its run (so that it can read the terminal and
 //!   Ctrl-C reaches it), and the tool's again afterwards.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, pthread_sigmask};
+use nix::sys::socket::{MsgFlags, send};
 use nix::unistd::{Pid, getpgrp, getpid, getppid, setpgid, tcgetpgrp, tcsetpgrp};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -73,12 +78,16 @@ pub(crate) struct Running {
     watchdog: Option<Watchdog>,
 }
 
-/// The watchdog process and the tool's end of its pipe.
+/// The watchdog process and the tool's end of its socket.
 #[derive(Debug)]
 struct Watchdog {
     process: std::process::Child,
-    pipe: io::PipeWriter,
+    socket: UnixStream,
 }
+
+/// What the tool writes to the watchdog when it is done, after the group the command wrote
+/// (or in its place, when the command never started: then the watchdog reads no group).
+const DONE: &[u8] = b"x";
 
 /// Starts `program` with `args` and `env` in its own process group; see the module docs.
 pub(crate) fn spawn(
@@ -88,14 +97,39 @@ pub(crate) fn spawn(
     grace: Duration,
 ) -> io::Result<Running> {
     let terminal = Terminal::ours();
+    let mut watchdog = match Watchdog::start(grace) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!(
+                "redlock: cannot start the watchdog ({e}); the command is stopped if the tool dies, but not its children"
+            );
+            None
+        }
+    };
     let mut command = tokio::process::Command::new(program);
     command.args(args).envs(env.iter().map(|(k, v)| (*k, v)));
     let tty = match &terminal {
         Some(t) => Some(t.fd.try_clone()?),
         None => None,
     };
-    prepare(command.as_std_mut(), getpid(), tty);
-    let child = command.spawn()?;
+    let report = match &watchdog {
+        Some(w) => Some(OwnedFd::from(w.socket.try_clone()?)),
+        None => None,
+    };
+    prepare(command.as_std_mut(), getpid(), tty, report);
+    let spawned = command.spawn();
+    // The command's copy of the socket closed at its exec; this one closes here, so that only
+    // the tool's own keeps the watchdog waiting.
+    drop(command);
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(w) = watchdog.take() {
+                w.dismiss();
+            }
+            return Err(e);
+        }
+    };
     let group = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
@@ -106,15 +140,6 @@ pub(crate) fn spawn(
     if let Some(t) = &terminal {
         t.give(group);
     }
-    let watchdog = match watchdog(group, grace) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            eprintln!(
-                "redlock: cannot start the watchdog ({e}); the command is stopped if the tool dies, but not its children"
-            );
-            None
-        }
-    };
     Ok(Running {
         child,
         group,
@@ -124,21 +149,27 @@ pub(crate) fn spawn(
 }
 
 /// Registers what the child does between fork and exec: a process group of its own, SIGTERM
-/// when the tool dies, and the terminal's foreground for its group when `tty` is given.
+/// when the tool dies, its group sent to the watchdog when `report` is given, and
+/// the terminal's foreground for its group when `tty` is given.
 #[allow(unsafe_code)]
-fn prepare(command: &mut std::process::Command, tool: Pid, tty: Option<OwnedFd>) {
+fn prepare(
+    command: &mut std::process::Command,
+    tool: Pid,
+    tty: Option<OwnedFd>,
+    report: Option<OwnedFd>,
+) {
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // functions may be called. It makes system calls only (setpgid, prctl, getppid,
-    // pthread_sigmask, tcsetpgrp, getpgrp) through nix's thin wrappers, on values moved in
-    // before the fork; it allocates nothing and takes no lock. Its errors are
+    // functions may be called. It makes system calls only (setpgid, prctl, getppid, getpid,
+    // send, pthread_sigmask, tcsetpgrp, getpgrp) through nix's thin wrappers, on values moved
+    // in before the fork; it allocates nothing and takes no lock. Its errors are
     // `io::Error::from(Errno)`, which does not allocate either.
     unsafe {
-        command.pre_exec(move || in_child(tool, tty.as_ref()));
+        command.pre_exec(move || in_child(tool, tty.as_ref(), report.as_ref()));
     }
 }
 
 /// The child's side of [`prepare`].
-fn in_child(tool: Pid, tty: Option<&OwnedFd>) -> io::Result<()> {
+fn in_child(tool: Pid, tty: Option<&OwnedFd>, report: Option<&OwnedFd>) -> io::Result<()> {
     setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
     // The kernel signals the child when the thread that forked it ends: the tool runs on one
     // thread (a current-thread runtime), so that is when the tool ends.
@@ -146,6 +177,14 @@ fn in_child(tool: Pid, tty: Option<&OwnedFd>) -> io::Result<()> {
     if getppid() != tool {
         // The tool died before the request took effect: nothing must run unsupervised.
         return Err(Errno::ESRCH.into());
+    }
+    if let Some(report) = report {
+        // Four bytes into an empty socket buffer: sent whole. A watchdog that is gone (killed
+        // since it started) makes the send fail, without a signal: the command still runs, as
+        // it does when the watchdog cannot be started, stopped by the signal above if the tool
+        // dies.
+        let group = getpid().as_raw().to_ne_bytes();
+        let _ = send(report.as_raw_fd(), &group, MsgFlags::MSG_NOSIGNAL);
     }
     if let Some(tty) = tty {
         // A background group that sets the foreground gets SIGTTOU unless it blocks it.
@@ -194,11 +233,8 @@ impl Running {
         if let Some(t) = self.terminal.take() {
             t.take_back();
         }
-        if let Some(mut w) = self.watchdog.take() {
-            // It exits as soon as it reads the byte: reaped here, it is not left behind.
-            if w.pipe.write_all(b"x").is_ok() {
-                let _ = w.process.wait();
-            }
+        if let Some(w) = self.watchdog.take() {
+            w.dismiss();
         }
     }
 }
@@ -250,30 +286,50 @@ fn with_ttou_blocked<T>(f: impl FnOnce() -> nix::Result<T>) -> nix::Result<T> {
     out
 }
 
-/// Starts the watchdog of `group`.
-fn watchdog(group: Pid, grace: Duration) -> io::Result<Watchdog> {
-    let (reader, pipe) = io::pipe()?;
-    let process = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "watch",
-            "--group",
-            &group.as_raw().to_string(),
-            "--grace",
-            &format!("{}ms", grace.as_millis()),
-        ])
-        .stdin(reader)
-        .stdout(Stdio::null())
-        .process_group(0)
-        .spawn()?;
-    Ok(Watchdog { process, pipe })
+impl Watchdog {
+    /// Starts the watchdog of the tool's next command, which the command names itself.
+    fn start(grace: Duration) -> io::Result<Watchdog> {
+        let (theirs, socket) = UnixStream::pair()?;
+        let process = std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "watch",
+                "--tool",
+                &getpid().as_raw().to_string(),
+                "--grace",
+                &format!("{}ms", grace.as_millis()),
+            ])
+            .stdin(OwnedFd::from(theirs))
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        Ok(Watchdog { process, socket })
+    }
+
+    /// Tells the watchdog to leave the group alone, and reaps it, so that it is not left behind:
+    /// it exits on the byte after a group, or on the end of its input when no group came.
+    fn dismiss(self) {
+        let Watchdog {
+            mut process,
+            mut socket,
+        } = self;
+        let _ = socket.write_all(DONE);
+        drop(socket);
+        let _ = process.wait();
+    }
 }
 
-/// `redlock watch`: waits until the tool says it is done (a byte on stdin) or dies (end of
-/// stdin); in the second case stops `group`: SIGTERM, then SIGKILL after `grace`.
-pub(crate) fn watch(group: i32, grace: Duration) -> ExitCode {
+/// `redlock watch`: reads the command's group from stdin, then waits until the tool says it is
+/// done (a byte) or dies (end of stdin); in the second case stops the group: SIGTERM, then
+/// SIGKILL after `grace`. An end of stdin before a whole group means no command started.
+pub(crate) fn watch(tool: i32, grace: Duration) -> ExitCode {
+    let mut stdin = io::stdin().lock();
+    let mut group = [0u8; 4];
+    if stdin.read_exact(&mut group).is_err() {
+        return ExitCode::SUCCESS;
+    }
     let mut byte = [0u8; 1];
     let told = loop {
-        match io::stdin().read(&mut byte) {
+        match stdin.read(&mut byte) {
             Ok(n) => break n == 1,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break false,
@@ -282,12 +338,12 @@ pub(crate) fn watch(group: i32, grace: Duration) -> ExitCode {
     if told {
         return ExitCode::SUCCESS;
     }
-    let group = Pid::from_raw(group);
+    let group = Pid::from_raw(i32::from_ne_bytes(group));
     if killpg(group, Signal::SIGTERM).is_err() {
         return ExitCode::SUCCESS;
     }
     eprintln!(
-        "redlock: the tool ended while its command ran: sent SIGTERM to process group {group}"
+        "redlock: the tool (process {tool}) ended while its command ran: sent SIGTERM to process group {group}"
     );
     let end = Instant::now() + grace;
     while Instant::now() < end {

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     };
     if let args::Command::Watch(w) = &cli.command {
         // No runtime, no logging: it only waits on a pipe.
-        return child::watch(w.group, w.grace);
+        return child::watch(w.tool, w.grace);
     }
     if let Err(message) = logging(cli.verbose) {
         return exit::Failure::usage(message).report();

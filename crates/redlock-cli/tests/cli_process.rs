@@ -55,7 +55,8 @@ fn killing_the_tool_takes_the_commands_whole_group_with_it() {
     .spawn()
     .expect("spawn");
     let (sh, grandchild) = (pid_in(&sh), pid_in(&grandchild));
-    kill(pid_of(&tool), Signal::SIGKILL).expect("kill -9 the tool");
+    let pid = pid_of(&tool);
+    kill(pid, Signal::SIGKILL).expect("kill -9 the tool");
     tool.wait().expect("reap the tool");
     // The watchdog sees the tool's end at once; the bound only keeps a regression from hanging.
     assert!(
@@ -66,15 +67,90 @@ fn killing_the_tool_takes_the_commands_whole_group_with_it() {
     );
     // Nor is the watchdog left behind once its work is done.
     assert!(
-        wait_for(Duration::from_secs(10), || watchdogs_of(sh).is_empty()),
-        "the watchdog of group {sh} still runs: {:?}",
-        watchdogs_of(sh)
+        wait_for(Duration::from_secs(10), || watchdogs_of(pid.as_raw())
+            .is_empty()),
+        "the watchdog of tool {pid} still runs: {:?}",
+        watchdogs_of(pid.as_raw())
     );
 }
 
-/// The processes running `redlock watch --group <group>`.
-fn watchdogs_of(group: i32) -> Vec<i32> {
-    let wanted = format!("watch\0--group\0{group}\0");
+#[test]
+fn the_command_is_watched_from_its_first_instruction() {
+    let g = masters();
+    let n = nodes(&g);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sh = dir.path().join("sh");
+    // The command's first act is to kill the tool; it ignores SIGTERM (as do the children it
+    // starts next), so only the watchdog's SIGKILL can end it.
+    let script = format!(
+        "trap '' TERM; echo $$ > {}; kill -9 $PPID; sleep 60 & wait",
+        sh.display()
+    );
+    let mut tool = redlock(&[
+        "exec", "--nodes", &n, "--key", "first", "--grace", "100ms", "--", "sh", "-c", &script,
+    ]);
+    // One CPU, first-in first-out: once the command has started, nothing else of the tree
+    // runs until it blocks, so the tool is killed before it takes another step. (`taskset`
+    // and `chrt` exec into the tool: their process is the tool.) Where the scheduling class
+    // cannot be set (no CAP_SYS_NICE), the same run without it.
+    let pinned = ["-c", "0", "chrt", "--fifo", "1"];
+    let forced = std::process::Command::new("taskset")
+        .args(pinned)
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success());
+    if forced {
+        let mut wrapped = std::process::Command::new("taskset");
+        wrapped
+            .args(pinned)
+            .arg(tool.get_program())
+            .args(tool.get_args())
+            .envs(tool.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null());
+        tool = wrapped;
+    } else {
+        eprintln!("taskset -c 0 chrt --fifo 1 is refused here: the order is left to the scheduler");
+    }
+    let mut tool = tool.spawn().expect("spawn the tool");
+    let group = pid_in(&sh);
+    tool.wait().expect("reap the tool");
+    let outlived = !wait_for(Duration::from_secs(10), || members_of(group).is_empty());
+    let left = members_of(group);
+    // Not left to run for a minute after a failure.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), Signal::SIGKILL);
+    assert!(
+        !outlived,
+        "the command's group outlived the tool that it killed at once: {left:?}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || watchdogs_of(
+            pid_of(&tool).as_raw()
+        )
+        .is_empty()),
+        "the watchdog is left behind"
+    );
+}
+
+/// The live (not zombie) processes of process group `group`.
+fn members_of(group: i32) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // After the command name: state, parent, group.
+                let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+                let state = fields.next();
+                let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+                state != Some("Z") && pgrp == Some(group)
+            })
+        })
+        .collect()
+}
+
+/// The processes running `redlock watch --tool <tool>`.
+fn watchdogs_of(tool: i32) -> Vec<i32> {
+    let wanted = format!("watch\0--tool\0{tool}\0");
     fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
