@@ -16,6 +16,7 @@
 //!   Ctrl-C reaches it), and the tool's again afterwards.
 
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -78,7 +79,8 @@ pub(crate) struct Running {
     watchdog: Option<Watchdog>,
 }
 
-/// The watchdog process and the tool's end of its socket.
+/// The watchdog process and the tool's end of its socket. Dropped, it tells the watchdog to
+/// leave the group alone.
 #[derive(Debug)]
 struct Watchdog {
     process: std::process::Child,
@@ -97,7 +99,7 @@ pub(crate) fn spawn(
     grace: Duration,
 ) -> io::Result<Running> {
     let terminal = Terminal::ours();
-    let mut watchdog = match Watchdog::start(grace) {
+    let watchdog = match Watchdog::start(grace) {
         Ok(w) => Some(w),
         Err(e) => {
             eprintln!(
@@ -117,19 +119,7 @@ pub(crate) fn spawn(
         None => None,
     };
     prepare(command.as_std_mut(), getpid(), tty, report);
-    let spawned = command.spawn();
-    // The command's copy of the socket closed at its exec; this one closes here, so that only
-    // the tool's own keeps the watchdog waiting.
-    drop(command);
-    let child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            if let Some(w) = watchdog.take() {
-                w.dismiss();
-            }
-            return Err(e);
-        }
-    };
+    let child = command.spawn()?;
     let group = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
@@ -233,9 +223,8 @@ impl Running {
         if let Some(t) = self.terminal.take() {
             t.take_back();
         }
-        if let Some(w) = self.watchdog.take() {
-            w.dismiss();
-        }
+        // Dropped: told to leave the group alone, and reaped.
+        self.watchdog = None;
     }
 }
 
@@ -304,17 +293,16 @@ impl Watchdog {
             .spawn()?;
         Ok(Watchdog { process, socket })
     }
+}
 
+impl Drop for Watchdog {
     /// Tells the watchdog to leave the group alone, and reaps it, so that it is not left behind:
-    /// it exits on the byte after a group, or on the end of its input when no group came.
-    fn dismiss(self) {
-        let Watchdog {
-            mut process,
-            mut socket,
-        } = self;
-        let _ = socket.write_all(DONE);
-        drop(socket);
-        let _ = process.wait();
+    /// it exits on the byte after a group, or on the end of its input when no group came (the
+    /// shutdown ends its input even while the command still holds a copy of the socket).
+    fn drop(&mut self) {
+        let _ = self.socket.write_all(DONE);
+        let _ = self.socket.shutdown(Shutdown::Write);
+        let _ = self.process.wait();
     }
 }
 

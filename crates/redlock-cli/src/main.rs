@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Err(e) => return exit::from_clap(&e),
     };
     if let args::Command::Watch(w) = &cli.command {
-        // No runtime, no logging: it only waits on a pipe.
+        // No runtime, no logging: it only waits on a socket.
         return child::watch(w.tool, w.grace);
     }
     if let Err(message) = logging(cli.verbose) {

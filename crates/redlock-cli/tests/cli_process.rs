@@ -86,32 +86,28 @@ fn the_command_is_watched_from_its_first_instruction() {
         "trap '' TERM; echo $$ > {}; kill -9 $PPID; sleep 60 & wait",
         sh.display()
     );
-    let mut tool = redlock(&[
-        "exec", "--nodes", &n, "--key", "first", "--grace", "100ms", "--", "sh", "-c", &script,
-    ]);
     // One CPU, first-in first-out: once the command has started, nothing else of the tree
     // runs until it blocks, so the tool is killed before it takes another step. (`taskset`
     // and `chrt` exec into the tool: their process is the tool.) Where the scheduling class
     // cannot be set (no CAP_SYS_NICE), the same run without it.
-    let pinned = ["-c", "0", "chrt", "--fifo", "1"];
-    let forced = std::process::Command::new("taskset")
-        .args(pinned)
+    let pinned = ["taskset", "-c", "0", "chrt", "--fifo", "1"];
+    let forced = std::process::Command::new(pinned[0])
+        .args(&pinned[1..])
         .arg("true")
         .status()
         .is_ok_and(|s| s.success());
-    if forced {
-        let mut wrapped = std::process::Command::new("taskset");
-        wrapped
-            .args(pinned)
-            .arg(tool.get_program())
-            .args(tool.get_args())
-            .envs(tool.get_envs().filter_map(|(k, v)| Some((k, v?))))
-            .stdin(Stdio::null());
-        tool = wrapped;
-    } else {
+    if !forced {
         eprintln!("taskset -c 0 chrt --fifo 1 is refused here: the order is left to the scheduler");
     }
-    let mut tool = tool.spawn().expect("spawn the tool");
+    let wrapper: &[&str] = if forced { &pinned } else { &[] };
+    let mut tool = redlock_under(
+        wrapper,
+        &[
+            "exec", "--nodes", &n, "--key", "first", "--grace", "100ms", "--", "sh", "-c", &script,
+        ],
+    )
+    .spawn()
+    .expect("spawn the tool");
     let group = pid_in(&sh);
     tool.wait().expect("reap the tool");
     let outlived = !wait_for(Duration::from_secs(10), || members_of(group).is_empty());
@@ -133,27 +129,17 @@ fn the_command_is_watched_from_its_first_instruction() {
 
 /// The live (not zombie) processes of process group `group`.
 fn members_of(group: i32) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                // After the command name: state, parent, group.
-                let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
-                let state = fields.next();
-                let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-                state != Some("Z") && pgrp == Some(group)
-            })
-        })
+    pids()
+        .into_iter()
+        .filter(|&pid| stat(pid).is_some_and(|s| s.state != "Z" && s.group == group))
         .collect()
 }
 
 /// The processes running `redlock watch --tool <tool>`.
 fn watchdogs_of(tool: i32) -> Vec<i32> {
     let wanted = format!("watch\0--tool\0{tool}\0");
-    fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    pids()
+        .into_iter()
         .filter(|pid| {
             fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))

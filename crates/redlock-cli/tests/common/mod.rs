@@ -29,7 +29,22 @@ pub fn nodes(g: &RedisGroup) -> String {
 
 /// The tool with `args`, no REDLOCK_* settings from the environment, stdin from /dev/null.
 pub fn redlock(args: &[&str]) -> Command {
-    let mut c = Command::new(bin());
+    redlock_under(&[], args)
+}
+
+/// The same, run by `wrapper` (a program and its arguments that exec the tool last, as
+/// `taskset -c 0`); the tool alone when `wrapper` is empty.
+pub fn redlock_under(wrapper: &[&str], args: &[&str]) -> Command {
+    let bin = bin();
+    let (program, before) = match wrapper.split_first() {
+        Some((program, rest)) => (*program, rest),
+        None => (bin.as_str(), &[][..]),
+    };
+    let mut c = Command::new(program);
+    c.args(before);
+    if !wrapper.is_empty() {
+        c.arg(&bin);
+    }
     c.args(args).stdin(Stdio::null());
     for (k, _) in std::env::vars() {
         if k.starts_with("REDLOCK_") || k == "RUST_LOG" {
@@ -74,15 +89,31 @@ pub fn key_on_any(g: &RedisGroup, key: &str) -> bool {
 
 /// Whether `pid` runs (a zombie waiting for its reaper does not).
 pub fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
+    stat(pid).is_some_and(|s| s.state != "Z")
+}
+
+/// What `/proc/PID/stat` says of a process that is there.
+pub struct Stat {
+    /// `R`, `S`, `Z`, …
+    pub state: String,
+    pub group: i32,
+}
+
+pub fn stat(pid: i32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's name (in parentheses, which may hold anything): state, parent, group.
+    let mut fields = text.rsplit(')').next()?.split_whitespace();
+    let state = fields.next()?.to_owned();
+    let group = fields.nth(1)?.parse().ok()?;
+    Some(Stat { state, group })
+}
+
+/// The processes there are now.
+pub fn pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .collect()
 }
 
 /// The pid written to `file` by the command under test, once it is there.
