@@ -13,13 +13,13 @@ use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redlock_chaos::checker::{self, Violation};
-use redlock_chaos::history::{Section, now_us};
+use redlock_chaos::history::{RegisterEntry, Section, now_us};
 use redlock_chaos::{register, svg};
 use redlock_testkit::{Persistence, Proxy, RedisServer, ServerOptions};
 
 use crate::report::Report;
 use crate::schedule::{INSIDE, choose_kind, inject, kinds};
-use crate::world::{Active, Undo, World, leaks, ripe, signal_client, stray_sections};
+use crate::world::{Undo, World, leaks, ripe, signal_client, stray_sections};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -33,7 +33,8 @@ pub(crate) struct Args {
     #[arg(long)]
     seed: Option<u64>,
     /// `all`, `inside` (only faults inside the assumptions of mutual exclusion), or a list of
-    /// kinds: pause, pause-majority, restart-all-empty, restart-aof, restart-empty, persistence-switch, ttls,
+    /// kinds: pause, partition, pause-majority, restart-all-empty, restart-aof, restart-empty,
+    /// persistence-switch, ttls,
     /// clock, clock-outside, net, client-pause.
     #[arg(long, default_value = "all")]
     faults: String,
@@ -52,9 +53,44 @@ pub(crate) struct Args {
     #[arg(long, default_value = "target/chaos")]
     out: PathBuf,
     /// Succeed only if this check (`fencing` or `mutual exclusion`) finds a violation: how the
-    /// tests show that a broken build is caught.
+    /// tests show that a broken build is caught. The run then stops as soon as the histories
+    /// show one, and `--duration` is the longest it may take.
     #[arg(long)]
     expect_violation: Option<String>,
+}
+
+/// The check that `--expect-violation` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Fencing,
+    MutualExclusion,
+}
+
+impl Expect {
+    fn parse(check: &str) -> Result<Self, String> {
+        match check {
+            "fencing" => Ok(Self::Fencing),
+            "mutual exclusion" => Ok(Self::MutualExclusion),
+            other => Err(format!("unknown check {other:?}")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Fencing => "fencing",
+            Self::MutualExclusion => "mutual exclusion",
+        }
+    }
+
+    /// Whether this check finds a violation in `sections` and the register's `log`.
+    fn found(self, sections: &[Section], log: &[RegisterEntry]) -> bool {
+        match self {
+            Self::Fencing => {
+                !checker::fencing(sections).is_empty() || !checker::register(log).is_empty()
+            }
+            Self::MutualExclusion => !checker::overlaps(sections).is_empty(),
+        }
+    }
 }
 
 /// The ttls of the clients when `ttls` is on (in turn), else the one ttl. The longest sets
@@ -79,11 +115,18 @@ struct Drive {
     unhealthy: Vec<(u64, u64)>,
     start_us: u64,
     end_us: u64,
+    /// When the expected violation was first seen (µs), if the run stopped for it.
+    found_us: Option<u64>,
 }
 
 fn campaign(a: &Args) -> Result<ExitCode, String> {
     let seed = a.seed.unwrap_or_else(now_us);
     let enabled = kinds(&a.faults)?;
+    let expect = a
+        .expect_violation
+        .as_deref()
+        .map(Expect::parse)
+        .transpose()?;
     let on = |k: &str| enabled.contains(&k);
     if a.masters == 0 || a.clients == 0 || a.resources == 0 {
         return Err("masters, clients and resources must be at least 1".into());
@@ -114,14 +157,15 @@ fn campaign(a: &Args) -> Result<ExitCode, String> {
     let mut w = start(a, seed, &ttls, &enabled, register_server.port())?;
     // `ttls` is a setting of the clients, not an event.
     let scheduled: Vec<&'static str> = enabled.iter().copied().filter(|&k| k != "ttls").collect();
-    let drive = drive(a, &mut w, seed, &scheduled, &ttls);
+    let watch = expect.map(|check| (check, register_server.port()));
+    let drive = drive(a, &mut w, seed, &scheduled, &ttls, watch);
     let (failed_clients, mut left_behind) = stop_clients(&mut w.clients);
     left_behind += stray_sections(register_server.port());
     let panics = (0..a.clients)
         .filter_map(|c| std::fs::read_to_string(a.out.join(format!("c{c}.stderr"))).ok())
         .filter(|t| t.contains("panicked"))
         .count();
-    let sections = read_history(a)?;
+    let sections = read_history(a, false)?;
     let log = register::log(register_server.port()).map_err(io)?;
     let (leaked, restored) = leaks(&w);
 
@@ -130,6 +174,7 @@ fn campaign(a: &Args) -> Result<ExitCode, String> {
         unhealthy,
         start_us,
         end_us,
+        found_us,
     } = drive;
     let fencing = checker::fencing(&sections);
     let reg = checker::register(&log);
@@ -194,14 +239,17 @@ fn campaign(a: &Args) -> Result<ExitCode, String> {
     let _ = std::fs::write(a.out.join("timeline.svg"), picture);
     println!("timeline: {}", a.out.join("timeline.svg").display());
 
-    if let Some(check) = &a.expect_violation {
-        let found = match check.as_str() {
-            "fencing" => !fencing.is_empty() || !reg.is_empty(),
-            "mutual exclusion" => !overlaps.is_empty(),
-            other => return Err(format!("unknown check {other:?}")),
-        };
+    if let Some(check) = expect {
+        let found = check.found(&sections, &log);
+        let when = found_us.map_or(String::new(), |t| {
+            format!(
+                " ({:.1} s into the run)",
+                t.saturating_sub(start_us) as f64 / 1e6
+            )
+        });
         println!(
-            "expected a {check} violation: {}",
+            "expected a {} violation: {}{when}",
+            check.name(),
             if found { "found" } else { "NOT found" }
         );
         return Ok(if found {
@@ -252,7 +300,7 @@ fn start(
     for m in &masters {
         m.vouch().map_err(io)?;
     }
-    let proxies: Vec<Vec<Proxy>> = if on("net") {
+    let proxies: Vec<Vec<Proxy>> = if on("net") || on("partition") {
         (0..a.clients)
             .map(|_| masters.iter().map(|m| Proxy::start(m.port())).collect())
             .collect::<Result<_, _>>()
@@ -269,7 +317,7 @@ fn start(
     for c in 0..a.clients {
         let history = a.out.join(format!("c{c}.jsonl"));
         let _ = std::fs::remove_file(&history);
-        let nodes: Vec<String> = if on("net") {
+        let nodes: Vec<String> = if !proxies.is_empty() {
             proxies[c].iter().map(Proxy::url).collect()
         } else {
             masters.iter().map(RedisServer::url).collect()
@@ -312,18 +360,36 @@ fn start(
         faults: Vec::new(),
         active: Vec::new(),
         aof_restarts: vec![false; n],
-        restart_wait: Duration::from_millis(longest_ttl) + Duration::from_secs(1),
+        // With the guard off, a restarted master votes as soon as it is up.
+        restart_wait: if a.broken == "guard-off" {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(longest_ttl) + Duration::from_secs(1)
+        },
         last_mass_restart: None,
         longest_ttl,
         states,
         in_section: vec![None; a.clients],
         read_at: Instant::now(),
+        spare: Vec::new(),
+        spare_until: Instant::now(),
     })
 }
 
-/// Injects faults for the campaign's duration, then ends them all and lets the clients finish
-/// their sections.
-fn drive(a: &Args, w: &mut World, seed: u64, scheduled: &[&'static str], ttls: &[u64]) -> Drive {
+/// How often a run that expects a violation reads the histories to look for it.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// Injects faults for the campaign's duration, or until the histories show the violation that
+/// `watch` (the check, the register's port) expects; then ends every fault and lets the clients
+/// finish their sections.
+fn drive(
+    a: &Args,
+    w: &mut World,
+    seed: u64,
+    scheduled: &[&'static str],
+    ttls: &[u64],
+    watch: Option<(Expect, u16)>,
+) -> Drive {
     let mut rng = StdRng::seed_from_u64(seed);
     let minority = (a.masters - 1) / 2;
     let start_us = now_us();
@@ -333,8 +399,20 @@ fn drive(a: &Args, w: &mut World, seed: u64, scheduled: &[&'static str], ttls: &
     // When more than a minority of masters was faulty: no quorum to count on then.
     let mut unhealthy: Vec<(u64, u64)> = Vec::new();
     let mut unhealthy_since: Option<u64> = None;
+    let mut found_us = None;
+    let mut looked = start;
     while start.elapsed() < a.duration {
         let now = Instant::now();
+        if let Some((check, register)) = watch
+            && now.duration_since(looked) >= LOOK_EVERY
+        {
+            looked = now;
+            let log = register::log(register).unwrap_or_default();
+            if read_history(a, true).is_ok_and(|s| check.found(&s, &log)) {
+                found_us = Some(now_us());
+                break;
+            }
+        }
         match (w.faulty(now) > minority, unhealthy_since) {
             (true, None) => unhealthy_since = Some(now_us()),
             (false, Some(since)) => {
@@ -345,21 +423,24 @@ fn drive(a: &Args, w: &mut World, seed: u64, scheduled: &[&'static str], ttls: &
         }
         if w.active
             .iter()
-            .any(|x| matches!(x.undo, Undo::ResumeThenEmpty(..)))
+            .any(|x| matches!(x.undo, Undo::HealThenEmpty(..)))
         {
             w.read_sections();
         }
-        let (done, live): (Vec<Active>, Vec<Active>) = std::mem::take(&mut w.active)
-            .into_iter()
-            .partition(|x| x.until <= now || ripe(w, x));
-        w.active = live;
-        for x in done {
-            w.end(x);
+        for x in std::mem::take(&mut w.active) {
+            if let Some(section_end) = ripe(w, &x) {
+                w.end_ripe(x, section_end);
+            } else if x.until <= now {
+                w.end(x);
+            } else {
+                w.active.push(x);
+            }
         }
         if now >= next && !scheduled.is_empty() {
             next = now + Duration::from_millis(rng.random_range(200..1200));
             let kind = choose_kind(scheduled, &injected, &mut rng);
-            if inject(w, &mut rng, kind, minority, ttls) {
+            let first = !injected.contains_key(kind);
+            if inject(w, &mut rng, kind, minority, ttls, first) {
                 *injected.entry(kind.to_owned()).or_default() += 1;
             }
         }
@@ -387,6 +468,7 @@ fn drive(a: &Args, w: &mut World, seed: u64, scheduled: &[&'static str], ttls: &
         unhealthy,
         start_us,
         end_us,
+        found_us,
     }
 }
 
@@ -422,17 +504,13 @@ fn stop_clients(clients: &mut [Child]) -> (usize, usize) {
     (failed, left_behind)
 }
 
-/// Every client's sections, from their history files.
-fn read_history(a: &Args) -> Result<Vec<Section>, String> {
+/// Every client's sections, from their history files. `live`: the clients still run (see
+/// [`Section::parse_history`]).
+fn read_history(a: &Args, live: bool) -> Result<Vec<Section>, String> {
     let mut sections: Vec<Section> = Vec::new();
     for c in 0..a.clients {
         let text = std::fs::read_to_string(a.out.join(format!("c{c}.jsonl"))).unwrap_or_default();
-        for line in text.lines() {
-            match serde_json::from_str::<Section>(line) {
-                Ok(s) => sections.push(s),
-                Err(e) => return Err(format!("c{c}: bad history line {line:?}: {e}")),
-            }
-        }
+        sections.extend(Section::parse_history(&text, live).map_err(|e| format!("c{c}: {e}"))?);
     }
     Ok(sections)
 }

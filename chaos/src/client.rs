@@ -61,13 +61,14 @@ fn in_section(state: &std::path::Path, now: Option<(u64, Duration)>) {
     Running::write(state, running);
 }
 
-/// The longest a section usually lasts; one in four lasts a quarter to three quarters of the
-/// ttl (long enough for faults to land inside it, and within the validity).
+/// The longest a section usually lasts; one in four lasts half to three quarters of the ttl
+/// (long enough for faults to land inside it, and for an episode to end on one of the longest
+/// ttl, and within the validity).
 const SHORT_HOLD_MS: u64 = 30;
 
 fn hold(rng: &mut StdRng, ttl_ms: u64) -> Duration {
     let ms = if rng.random_bool(0.25) {
-        rng.random_range(ttl_ms / 4..=ttl_ms * 3 / 4)
+        rng.random_range(ttl_ms / 2..=ttl_ms * 3 / 4)
     } else {
         rng.random_range(0..=SHORT_HOLD_MS)
     };

@@ -43,6 +43,25 @@ pub struct Section {
     pub writes: Vec<WriteAttempt>,
 }
 
+impl Section {
+    /// The sections of a history file's text, a line each. `growing`: its client may be writing
+    /// to it now, so a last line without its newline is one being written, and is left for the
+    /// next reading; otherwise such a line is read like the others.
+    pub fn parse_history(text: &str, growing: bool) -> Result<Vec<Section>, String> {
+        let whole = if growing {
+            text.rfind('\n').map_or("", |end| &text[..end])
+        } else {
+            text
+        };
+        whole
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).map_err(|e| format!("bad history line {line:?}: {e}"))
+            })
+            .collect()
+    }
+}
+
 /// One write of a section to the fenced register.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteAttempt {
@@ -66,8 +85,9 @@ pub struct RegisterEntry {
 /// A fault the campaign injected, from `start` to `end`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fault {
-    /// What it was: `pause`, `restart-aof`, `restart-empty`, `persistence-switch`, `clock-…`,
-    /// `net-…`, `client-pause`, `pause-majority`.
+    /// What it was: `pause`, `partition-then-restart-empty`, `restart-aof`, `restart-empty`,
+    /// `persistence-switch`, `clock-…`, `net-…`, `client-pause`, `pause-majority`,
+    /// `restart-all-empty`.
     pub kind: String,
     /// What it hit: `m3` (a master) or `c5` (a client).
     pub target: String,
@@ -129,6 +149,46 @@ impl Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn section(token: u64) -> Section {
+        Section {
+            client: 1,
+            ttl_ms: 1_000,
+            resource: "r0".into(),
+            token,
+            acquire_start: 10,
+            acquire_end: 20,
+            validity_end: 1_000_020,
+            section_end: 30,
+            released: Some(true),
+            exit: None,
+            writes: vec![WriteAttempt {
+                at: 25,
+                accepted: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_history_line_still_being_written_waits_while_its_file_grows() {
+        let one = serde_json::to_string(&section(1)).expect("json");
+        let two = serde_json::to_string(&section(2)).expect("json");
+        let torn = &two[..two.len() / 2];
+        let text = format!("{one}\n{torn}");
+        assert_eq!(Section::parse_history(&text, true), Ok(vec![section(1)]));
+        assert!(Section::parse_history(&text, false).is_err());
+        let text = format!("{one}\n{two}");
+        assert_eq!(Section::parse_history(&text, true), Ok(vec![section(1)]));
+        assert_eq!(
+            Section::parse_history(&format!("{text}\n"), true),
+            Ok(vec![section(1), section(2)])
+        );
+        assert_eq!(
+            Section::parse_history(&text, false),
+            Ok(vec![section(1), section(2)])
+        );
+        assert_eq!(Section::parse_history("", true), Ok(vec![]));
+    }
 
     #[test]
     fn a_running_section_reads_back_as_written_and_an_idle_client_as_none() {

@@ -14,6 +14,7 @@ use crate::world::{Active, Undo, World, signal_client};
 /// The fault kinds within the assumptions under which mutual exclusion holds.
 pub(crate) const INSIDE: &[&str] = &[
     "pause",
+    "partition",
     "restart-aof",
     "restart-empty",
     "persistence-switch",
@@ -28,6 +29,9 @@ pub(crate) const OUTSIDE: &[&str] = &[
     "clock-outside",
     "client-pause",
 ];
+
+/// The longest an episode's cut waits for a long section to begin on the bare quorum.
+const EPISODE_MAX: Duration = Duration::from_secs(15);
 
 /// The kinds a `--faults` value names: `all`, `inside`, `none` or a list.
 pub(crate) fn kinds(spec: &str) -> Result<Vec<&'static str>, String> {
@@ -64,13 +68,15 @@ pub(crate) fn choose_kind(
     from[rng.random_range(0..from.len())]
 }
 
-/// Starts one fault of `kind` if the schedule allows it now; whether it did.
+/// Starts one fault of `kind` if the schedule allows it now; whether it did. `first`: no
+/// fault of this kind was injected yet in this run.
 pub(crate) fn inject(
     w: &mut World,
     rng: &mut StdRng,
     kind: &str,
     minority: usize,
     ttls: &[u64],
+    first: bool,
 ) -> bool {
     let n = w.masters.len();
     let now = Instant::now();
@@ -79,38 +85,59 @@ pub(crate) fn inject(
     let pick = |rng: &mut StdRng, v: &[usize]| v[rng.random_range(0..v.len())];
     let ms = |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_millis(rng.random_range(lo..hi));
     match kind {
-        // Half the time an episode: a minority paused (locks are then taken on a bare
-        // quorum of the others), then, as it resumes, one of the others restarts empty.
-        "pause" if room && rng.random_bool(0.5) => {
-            let m = pick(rng, &free);
+        // Half the time one master, else up to a minority at once (those faulty already
+        // count), briefly.
+        "pause" if room => {
             let d = ms(rng, 200, 3000);
-            w.pause_set(&[m], d, "pause", true, Undo::Resume(vec![m]));
+            let mut chosen = vec![pick(rng, &free)];
+            if rng.random_bool(0.5) {
+                let mut rest: Vec<usize> =
+                    free.iter().copied().filter(|&m| m != chosen[0]).collect();
+                while w.faulty(now) + chosen.len() < minority && !rest.is_empty() {
+                    chosen.push(rest.swap_remove(rng.random_range(0..rest.len())));
+                }
+            }
+            w.pause_set(&chosen, d, "pause", true, Undo::Resume(chosen.clone()));
             true
         }
-        "pause" if w.faulty(now) <= minority && minority >= 1 => {
-            // The masters faulty already, and more, up to a minority.
-            let mut paused: Vec<usize> = (0..n).filter(|&m| w.busy_until[m] > now).collect();
-            let mut all: Vec<usize> = (0..n).filter(|&m| w.busy_until[m] <= now).collect();
-            while paused.len() < minority && all.len() > 1 {
-                paused.push(all.swap_remove(rng.random_range(0..all.len())));
+        // An episode: a minority of masters cut off from every client, so that locks are
+        // taken on a bare quorum of the others (none of their requests reaches the masters cut
+        // off, as it would reach a paused one when it resumes). It ends once a long section
+        // began meanwhile (`ripe`), or after `EPISODE_MAX`; then the cut heals and one master
+        // of the bare quorum restarts empty. It starts when every master is healthy and the
+        // last episode's masters are no longer spared; the first of a run starts whenever
+        // there is room, cutting off fewer masters where some are faulty already (those may
+        // vote again before it ends, and the quorum is then no longer bare).
+        "partition"
+            if room
+                && !w.proxies.is_empty()
+                && now >= w.spare_until
+                && (first || w.faulty(now) == 0) =>
+        {
+            let mut healthy: Vec<usize> = free
+                .iter()
+                .copied()
+                .filter(|&m| w.busy_until[m] <= now)
+                .collect();
+            let mut cut = Vec::new();
+            while w.faulty(now) + cut.len() < minority && healthy.len() > 1 {
+                cut.push(healthy.swap_remove(rng.random_range(0..healthy.len())));
             }
-            paused.retain(|&m| !w.stopped[m]);
-            if paused.is_empty() || all.is_empty() {
+            if cut.is_empty() || healthy.is_empty() {
                 return false;
             }
-            let victim = pick(rng, &all);
-            // Ends early once a long section began meanwhile (`ripe`).
-            let d = ms(rng, 3000, 10_000);
-            let undo = Undo::ResumeThenEmpty(paused.clone(), victim);
-            w.pause_set(&paused, d, "pause-then-restart-empty", true, undo);
+            let victim = pick(rng, &healthy);
+            w.partition(&cut, EPISODE_MAX, victim);
             true
         }
         // Outside the assumptions: every master loses its data at once (at most once in 25 s,
-        // as no quorum votes until the restart delay has passed). Fences must still rise.
+        // as no quorum votes until the restart delay has passed), while a client is in a
+        // section, so that fences were given since the last time. Fences must still rise.
         "restart-all-empty"
             if !w.stopped.contains(&true)
                 && w.last_mass_restart
-                    .is_none_or(|t| t.elapsed() > Duration::from_secs(25)) =>
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(25))
+                && (0..w.clients.len()).any(|c| w.running(c).is_some()) =>
         {
             w.last_mass_restart = Some(now);
             for m in 0..n {

@@ -20,27 +20,35 @@ pub(crate) struct Active {
     pub(crate) undo: Undo,
 }
 
-/// Whether an episode may end now: a client of the longest ttl is in a section that began
-/// during the pause (so its lock is on a bare quorum) and will last 5 s more, long
-/// enough for another client to try the lock once the restarted master may vote.
-pub(crate) fn ripe(w: &World, x: &Active) -> bool {
-    if !matches!(x.undo, Undo::ResumeThenEmpty(..)) {
-        return false;
+/// How long a section of the longest ttl must still be planned to last for an episode to end
+/// on it: time for the restarted master to come back and be reconnected to (about 2 s), and for
+/// a client of a 1 s ttl to wait out its own restart delay (2 s) and then try that resource.
+const RIPE_LEFT_US: u64 = 6_000_000;
+
+/// Whether an episode may end now, and if so, until when (µs) the section that makes it ripe
+/// is planned to last: a client of the longest ttl is in a section that began during the cut
+/// (so its lock is on a bare quorum) and will last `RIPE_LEFT_US` more, long enough for another
+/// client to try the lock once the restarted master may vote.
+pub(crate) fn ripe(w: &World, x: &Active) -> Option<u64> {
+    if !matches!(x.undo, Undo::HealThenEmpty(..)) {
+        return None;
     }
     let began = x.faults.first().map_or(0, |&f| w.faults[f].start);
-    let later = now_us() + 5_000_000;
+    let later = now_us() + RIPE_LEFT_US;
     w.in_section
         .iter()
         .flatten()
-        .any(|r| r.ttl_ms == w.longest_ttl && r.start > began && r.end > later)
+        .filter(|r| r.ttl_ms == w.longest_ttl && r.start > began && r.end > later)
+        .map(|r| r.end)
+        .max()
 }
 
 #[derive(Debug)]
 pub(crate) enum Undo {
     Resume(Vec<usize>),
-    /// Resume the paused masters, then restart another empty: a lock taken on a bare quorum
-    /// while they were paused loses one of its masters.
-    ResumeThenEmpty(Vec<usize>, usize),
+    /// Let the clients reach the masters cut off again, then restart another empty: a lock
+    /// taken on a bare quorum while they were cut off loses one of its masters.
+    HealThenEmpty(Vec<usize>, usize),
     Start(usize, Persistence),
     Clock(usize),
     Net(usize, usize),
@@ -49,7 +57,8 @@ pub(crate) enum Undo {
 
 pub(crate) struct World {
     pub(crate) masters: Vec<RedisServer>,
-    /// Whether each master is down or paused now (no other fault can hit it then).
+    /// Whether each master is down, paused or cut off from every client now (no other fault can
+    /// hit it then).
     pub(crate) stopped: Vec<bool>,
     pub(crate) persistence: Vec<Persistence>,
     /// Until when each master counts as faulty: down, paused, cut off, or not yet voting after
@@ -69,6 +78,10 @@ pub(crate) struct World {
     /// The section each client was in at the last reading of the state files, and when that was.
     pub(crate) in_section: Vec<Option<Running>>,
     pub(crate) read_at: Instant,
+    /// Masters that no fault may hit until `spare_until`: after a ripe episode, those that a
+    /// client must reach to take the lock beside the section on the bare quorum.
+    pub(crate) spare: Vec<usize>,
+    pub(crate) spare_until: Instant,
 }
 
 impl World {
@@ -90,12 +103,25 @@ impl World {
     }
 
     /// The masters a fault may hit now: running, and either counted faulty already or with
-    /// room for one more faulty master within `minority`.
+    /// room for one more faulty master within `minority`; not those spared (see `spare`).
     pub(crate) fn targets(&self, now: Instant, minority: usize) -> Vec<usize> {
         let room = self.faulty(now) < minority;
+        let spared = |m: usize| now < self.spare_until && self.spare.contains(&m);
         (0..self.masters.len())
-            .filter(|&m| !self.stopped[m] && (room || self.busy_until[m] > now))
+            .filter(|&m| !self.stopped[m] && (room || self.busy_until[m] > now) && !spared(m))
             .collect()
+    }
+
+    /// Ends episode `x` on a section planned to last until `section_end` (µs): its masters
+    /// (those cut off and the one that restarts empty) are spared until then, so that a
+    /// client may reach all of them while the section lasts.
+    pub(crate) fn end_ripe(&mut self, x: Active, section_end: u64) {
+        if let Undo::HealThenEmpty(cut, victim) = &x.undo {
+            self.spare = cut.iter().copied().chain([*victim]).collect();
+            let left = Duration::from_micros(section_end.saturating_sub(now_us()));
+            self.spare_until = Instant::now() + left;
+        }
+        self.end(x);
     }
 
     /// Marks `m` faulty until at least `until`.
@@ -127,9 +153,11 @@ impl World {
                     self.stopped[m] = false;
                 }
             }
-            Undo::ResumeThenEmpty(paused, other) => {
-                for m in paused {
-                    let _ = self.masters[m].resume();
+            Undo::HealThenEmpty(cut, other) => {
+                for m in cut {
+                    for to in &self.proxies {
+                        to[m].set_faults(ProxyFaults::default());
+                    }
                     self.stopped[m] = false;
                 }
                 if !self.stopped[other] {
@@ -183,6 +211,32 @@ impl World {
             faults,
             until: now + d,
             undo,
+        });
+    }
+
+    /// Cuts `masters` off from every client for up to `d` (connections cut, new ones refused),
+    /// records a span for each, and schedules the end of the episode: the cut heals, and
+    /// `victim` restarts empty.
+    pub(crate) fn partition(&mut self, masters: &[usize], d: Duration, victim: usize) {
+        let now = Instant::now();
+        let refuse = ProxyFaults {
+            refuse: true,
+            ..Default::default()
+        };
+        let mut faults = Vec::new();
+        for &m in masters {
+            for to in &self.proxies {
+                to[m].set_faults(refuse);
+                to[m].drop_connections();
+            }
+            self.stopped[m] = true;
+            self.busy(m, now + d);
+            faults.push(self.record("partition-then-restart-empty", format!("m{m}"), true));
+        }
+        self.active.push(Active {
+            faults,
+            until: now + d,
+            undo: Undo::HealThenEmpty(masters.to_vec(), victim),
         });
     }
 
