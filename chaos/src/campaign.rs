@@ -350,6 +350,7 @@ fn start(
     }
     let n = a.masters;
     let longest_ttl = ttls.iter().copied().max().unwrap_or(ONE_TTL_MS);
+    let episodes = on("partition") && !proxies.is_empty();
     Ok(World {
         stopped: vec![false; n],
         masters,
@@ -367,6 +368,8 @@ fn start(
             Duration::from_millis(longest_ttl) + Duration::from_secs(1)
         },
         last_mass_restart: None,
+        last_episode: None,
+        episodes,
         longest_ttl,
         states,
         in_section: vec![None; a.clients],
@@ -423,7 +426,7 @@ fn drive(
         }
         if w.active
             .iter()
-            .any(|x| matches!(x.undo, Undo::HealThenEmpty(..)))
+            .any(|x| matches!(x.undo, Undo::HealThenEmpty { .. }))
         {
             w.read_sections();
         }
@@ -439,8 +442,7 @@ fn drive(
         if now >= next && !scheduled.is_empty() {
             next = now + Duration::from_millis(rng.random_range(200..1200));
             let kind = choose_kind(scheduled, &injected, &mut rng);
-            let first = !injected.contains_key(kind);
-            if inject(w, &mut rng, kind, minority, ttls, first) {
+            if inject(w, &mut rng, kind, minority, ttls) {
                 *injected.entry(kind.to_owned()).or_default() += 1;
             }
         }

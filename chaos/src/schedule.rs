@@ -68,19 +68,28 @@ pub(crate) fn choose_kind(
     from[rng.random_range(0..from.len())]
 }
 
-/// Starts one fault of `kind` if the schedule allows it now; whether it did. `first`: no
-/// fault of this kind was injected yet in this run.
+/// Starts one fault of `kind` if the schedule allows it now; whether it did.
 pub(crate) fn inject(
     w: &mut World,
     rng: &mut StdRng,
     kind: &str,
     minority: usize,
     ttls: &[u64],
-    first: bool,
 ) -> bool {
     let n = w.masters.len();
     let now = Instant::now();
-    let free = w.targets(now, minority);
+    // While an episode is due, other faults leave it a faulty master's room, and do not hit
+    // the masters faulty already, which would keep them faulty.
+    let due = kind != "partition" && w.episode_due(now);
+    let minority = if due {
+        minority.saturating_sub(1)
+    } else {
+        minority
+    };
+    let mut free = w.targets(now, minority);
+    if due {
+        free.retain(|&m| w.busy_until[m] <= now);
+    }
     let room = !free.is_empty();
     let pick = |rng: &mut StdRng, v: &[usize]| v[rng.random_range(0..v.len())];
     let ms = |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_millis(rng.random_range(lo..hi));
@@ -100,20 +109,15 @@ pub(crate) fn inject(
             w.pause_set(&chosen, d, "pause", true, Undo::Resume(chosen.clone()));
             true
         }
-        // An episode: a minority of masters cut off from every client, so that locks are
-        // taken on a bare quorum of the others (none of their requests reaches the masters cut
-        // off, as it would reach a paused one when it resumes). It ends once a long section
-        // began meanwhile (`ripe`), or after `EPISODE_MAX`; then the cut heals and one master
-        // of the bare quorum restarts empty. It starts when every master is healthy and the
-        // last episode's masters are no longer spared; the first of a run starts whenever
-        // there is room, cutting off fewer masters where some are faulty already (those may
-        // vote again before it ends, and the quorum is then no longer bare).
-        "partition"
-            if room
-                && !w.proxies.is_empty()
-                && now >= w.spare_until
-                && (first || w.faulty(now) == 0) =>
-        {
+        // An episode: masters cut off from every client, a minority faulty with those faulty
+        // already, so that locks are taken on a bare quorum of the others (none of their
+        // requests reaches the masters cut off, as it would reach a paused one when it
+        // resumes). It ends once a long section began on the bare quorum (`ripe`), or when
+        // none can any more: after `EPISODE_MAX`, or once a master faulty at its start may
+        // vote again. Then the cut heals and one master of the bare quorum restarts empty.
+        // Episodes are due one per `EPISODE_EVERY` (no other fault fits while one lasts), and
+        // not while the last one's masters are spared.
+        "partition" if room && w.episode_due(now) => {
             let mut healthy: Vec<usize> = free
                 .iter()
                 .copied()

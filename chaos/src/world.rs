@@ -25,20 +25,24 @@ pub(crate) struct Active {
 /// a client of a 1 s ttl to wait out its own restart delay (2 s) and then try that resource.
 const RIPE_LEFT_US: u64 = 6_000_000;
 
+/// The least time from the start of one episode to the start of the next.
+const EPISODE_EVERY: Duration = Duration::from_secs(30);
+
 /// Whether an episode may end now, and if so, until when (µs) the section that makes it ripe
 /// is planned to last: a client of the longest ttl is in a section that began during the cut
 /// (so its lock is on a bare quorum) and will last `RIPE_LEFT_US` more, long enough for another
 /// client to try the lock once the restarted master may vote.
 pub(crate) fn ripe(w: &World, x: &Active) -> Option<u64> {
-    if !matches!(x.undo, Undo::HealThenEmpty(..)) {
+    let Undo::HealThenEmpty { bare_until, .. } = x.undo else {
         return None;
-    }
+    };
     let began = x.faults.first().map_or(0, |&f| w.faults[f].start);
     let later = now_us() + RIPE_LEFT_US;
     w.in_section
         .iter()
         .flatten()
-        .filter(|r| r.ttl_ms == w.longest_ttl && r.start > began && r.end > later)
+        .filter(|r| r.ttl_ms == w.longest_ttl && r.start > began && r.start < bare_until)
+        .filter(|r| r.end > later)
         .map(|r| r.end)
         .max()
 }
@@ -48,7 +52,13 @@ pub(crate) enum Undo {
     Resume(Vec<usize>),
     /// Let the clients reach the masters cut off again, then restart another empty: a lock
     /// taken on a bare quorum while they were cut off loses one of its masters.
-    HealThenEmpty(Vec<usize>, usize),
+    HealThenEmpty {
+        cut: Vec<usize>,
+        victim: usize,
+        /// Until when (µs) the quorum is bare: the end of the cut, or earlier, when masters
+        /// faulty at its start may vote again.
+        bare_until: u64,
+    },
     Start(usize, Persistence),
     Clock(usize),
     Net(usize, usize),
@@ -71,6 +81,10 @@ pub(crate) struct World {
     pub(crate) aof_restarts: Vec<bool>,
     pub(crate) restart_wait: Duration,
     pub(crate) last_mass_restart: Option<Instant>,
+    /// When the last episode (`partition`) began.
+    pub(crate) last_episode: Option<Instant>,
+    /// Whether episodes are on (and the clients reach the masters through proxies).
+    pub(crate) episodes: bool,
     /// The longest ttl of the clients (ms).
     pub(crate) longest_ttl: u64,
     /// Each client's state file.
@@ -116,12 +130,20 @@ impl World {
     /// (those cut off and the one that restarts empty) are spared until then, so that a
     /// client may reach all of them while the section lasts.
     pub(crate) fn end_ripe(&mut self, x: Active, section_end: u64) {
-        if let Undo::HealThenEmpty(cut, victim) = &x.undo {
+        if let Undo::HealThenEmpty { cut, victim, .. } = &x.undo {
             self.spare = cut.iter().copied().chain([*victim]).collect();
             let left = Duration::from_micros(section_end.saturating_sub(now_us()));
             self.spare_until = Instant::now() + left;
         }
         self.end(x);
+    }
+
+    /// Whether an episode is due: episodes are on, none began in the last `EPISODE_EVERY`,
+    /// and the last one's masters are no longer spared.
+    pub(crate) fn episode_due(&self, now: Instant) -> bool {
+        self.episodes
+            && now >= self.spare_until
+            && self.last_episode.is_none_or(|t| now - t >= EPISODE_EVERY)
     }
 
     /// Marks `m` faulty until at least `until`.
@@ -153,7 +175,9 @@ impl World {
                     self.stopped[m] = false;
                 }
             }
-            Undo::HealThenEmpty(cut, other) => {
+            Undo::HealThenEmpty {
+                cut, victim: other, ..
+            } => {
                 for m in cut {
                     for to in &self.proxies {
                         to[m].set_faults(ProxyFaults::default());
@@ -216,9 +240,22 @@ impl World {
 
     /// Cuts `masters` off from every client for up to `d` (connections cut, new ones refused),
     /// records a span for each, and schedules the end of the episode: the cut heals, and
-    /// `victim` restarts empty.
+    /// `victim` restarts empty. The masters faulty already bound how long the quorum of the
+    /// others is bare; the cut lasts a moment past that at most, as no lock taken later can
+    /// make it ripe.
     pub(crate) fn partition(&mut self, masters: &[usize], d: Duration, victim: usize) {
         let now = Instant::now();
+        self.last_episode = Some(now);
+        let bare = self
+            .busy_until
+            .iter()
+            .enumerate()
+            .filter(|&(m, &b)| b > now && !masters.contains(&m))
+            .map(|(_, &b)| b)
+            .min()
+            .map_or(d, |b| (b - now).min(d));
+        let bare_until = now_us() + u64::try_from(bare.as_micros()).unwrap_or(u64::MAX);
+        let d = d.min(bare + Duration::from_millis(200));
         let refuse = ProxyFaults {
             refuse: true,
             ..Default::default()
@@ -236,7 +273,11 @@ impl World {
         self.active.push(Active {
             faults,
             until: now + d,
-            undo: Undo::HealThenEmpty(masters.to_vec(), victim),
+            undo: Undo::HealThenEmpty {
+                cut: masters.to_vec(),
+                victim,
+                bare_until,
+            },
         });
     }
 
