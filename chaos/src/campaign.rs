@@ -350,7 +350,6 @@ fn start(
     }
     let n = a.masters;
     let longest_ttl = ttls.iter().copied().max().unwrap_or(ONE_TTL_MS);
-    let episodes = on("partition") && !proxies.is_empty();
     Ok(World {
         stopped: vec![false; n],
         masters,
@@ -369,7 +368,7 @@ fn start(
         },
         last_mass_restart: None,
         last_episode: None,
-        episodes,
+        episodes: on("partition"),
         longest_ttl,
         states,
         in_section: vec![None; a.clients],

@@ -127,7 +127,8 @@ pub(crate) fn inject(
             while w.faulty(now) + cut.len() < minority && healthy.len() > 1 {
                 cut.push(healthy.swap_remove(rng.random_range(0..healthy.len())));
             }
-            if cut.is_empty() || healthy.is_empty() {
+            // The loop leaves at least one healthy master: the victim.
+            if cut.is_empty() {
                 return false;
             }
             let victim = pick(rng, &healthy);

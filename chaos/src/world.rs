@@ -83,7 +83,7 @@ pub(crate) struct World {
     pub(crate) last_mass_restart: Option<Instant>,
     /// When the last episode (`partition`) began.
     pub(crate) last_episode: Option<Instant>,
-    /// Whether episodes are on (and the clients reach the masters through proxies).
+    /// Whether episodes are on (the clients then reach the masters through proxies).
     pub(crate) episodes: bool,
     /// The longest ttl of the clients (ms).
     pub(crate) longest_ttl: u64,
@@ -223,10 +223,18 @@ impl World {
         inside: bool,
         undo: Undo,
     ) {
+        for &m in masters {
+            let _ = self.masters[m].pause();
+        }
+        self.stop_set(masters, d, kind, inside, undo);
+    }
+
+    /// Marks `masters` stopped and faulty for `d`, records a span for each, and schedules
+    /// `undo` at the end: the bookkeeping of a fault that holds masters (a pause, a cut).
+    fn stop_set(&mut self, masters: &[usize], d: Duration, kind: &str, inside: bool, undo: Undo) {
         let now = Instant::now();
         let mut faults = Vec::new();
         for &m in masters {
-            let _ = self.masters[m].pause();
             self.stopped[m] = true;
             self.busy(m, now + d);
             faults.push(self.record(kind, format!("m{m}"), inside));
@@ -260,25 +268,18 @@ impl World {
             refuse: true,
             ..Default::default()
         };
-        let mut faults = Vec::new();
         for &m in masters {
             for to in &self.proxies {
                 to[m].set_faults(refuse);
                 to[m].drop_connections();
             }
-            self.stopped[m] = true;
-            self.busy(m, now + d);
-            faults.push(self.record("partition-then-restart-empty", format!("m{m}"), true));
         }
-        self.active.push(Active {
-            faults,
-            until: now + d,
-            undo: Undo::HealThenEmpty {
-                cut: masters.to_vec(),
-                victim,
-                bare_until,
-            },
-        });
+        let undo = Undo::HealThenEmpty {
+            cut: masters.to_vec(),
+            victim,
+            bare_until,
+        };
+        self.stop_set(masters, d, "partition-then-restart-empty", true, undo);
     }
 
     /// Kills master `m` now and schedules its restart with `p` in a moment.
